@@ -1,0 +1,40 @@
+# The project's entry points. Every target installs what it needs first (`make install` is idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.9
+
+# The pipeline package and the API package are imported from the source tree, as the images do.
+export PYTHONPATH := $(CURDIR)/airflow/include:$(CURDIR)/api
+# A local Airflow: metadata in SQLite under .local/ unless AIRFLOW__DATABASE__SQL_ALCHEMY_CONN says otherwise.
+export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+
+.PHONY: help install lock test lint pipeline
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv with every pinned dependency (fast when nothing changed)
+
+$(VENV)/.installed: requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	touch $@
+
+lock: install  ## re-resolve requirements.lock after editing a requirements file
+	$(BIN)/uv pip compile -q --python-version 3.11 requirements-dev.txt -o requirements.lock
+
+test: install  ## the full test suite (what CI runs)
+	$(BIN)/pytest
+
+lint: install  ## ruff and the static checks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
+	$(BIN)/airflow db migrate > /dev/null
+	$(BIN)/airflow dags test data_pipeline

@@ -1,0 +1,1 @@
+"""The penguins pipeline: plain functions on DataFrames and paths, wired into DAGs by `airflow/dags/`."""

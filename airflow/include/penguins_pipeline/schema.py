@@ -1,0 +1,22 @@
+"""Names and physical limits shared by every step, so ingest, clean and train agree on one schema."""
+
+RAW_TABLE = "penguins_raw"
+CLEAN_TABLE = "penguins_clean"
+# Both DAGs build `Asset(CLEAN_ASSET_NAME)`: the producer and the consumer must name the identical Asset.
+CLEAN_ASSET_NAME = CLEAN_TABLE
+
+TARGET = "species"
+NUMERIC_FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+CATEGORICAL_FEATURES = ["island", "sex"]
+FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+# The columns of `palmerpenguins.load_penguins()`, in its order.
+DATA_COLUMNS = ["species", "island", *NUMERIC_FEATURES, "sex", "year"]
+
+# Physically plausible ranges for any penguin of these three species (generous: rejects typos such as
+# 4500 mm of bill or a body mass in kg, not rare birds). Training ranges are narrower and live in the manifest.
+PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
+    "bill_length_mm": (20.0, 80.0),
+    "bill_depth_mm": (8.0, 30.0),
+    "flipper_length_mm": (140.0, 260.0),
+    "body_mass_g": (1500.0, 8000.0),
+}
