@@ -1,0 +1,44 @@
+"""The pins are the contract between the two images and the native venv: one lock, the same ML libraries."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENT_FILES = ["airflow/requirements.txt", "api/requirements.txt", "requirements-dev.txt"]
+# Objects pickled by Airflow are unpickled by the API: these must be the same version on both sides.
+SHARED_ML_LIBRARIES = ["scikit-learn", "numpy", "pandas", "joblib"]
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(\[[^\]]+\])?==(\S+)$")
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-r"):
+            continue
+        match = PIN.match(line)
+        assert match, f"{path.name}: '{line}' is not pinned with =="
+        pins[match.group(1).lower()] = match.group(3)
+    return pins
+
+
+@pytest.mark.parametrize("name", REQUIREMENT_FILES)
+def test_every_requirement_is_pinned_to_the_lock(name: str) -> None:
+    lock = _pins(ROOT / "requirements.lock")
+    for package, version in _pins(ROOT / name).items():
+        locked = lock.get(package)
+        assert locked == version, f"{name} pins {package}=={version}, the lock has {locked}"
+
+
+def test_both_sides_pin_the_same_ml_libraries() -> None:
+    airflow_side = _pins(ROOT / "airflow/requirements.txt")
+    api_side = _pins(ROOT / "api/requirements.txt")
+    for package in SHARED_ML_LIBRARIES:
+        assert package in airflow_side and package in api_side, f"{package} must be pinned on both sides"
+        assert airflow_side[package] == api_side[package], package
+
+
+def test_the_lock_is_airflow_3_3() -> None:
+    assert _pins(ROOT / "requirements.lock")["apache-airflow"].startswith("3.3.")
