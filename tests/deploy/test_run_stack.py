@@ -1,0 +1,126 @@
+"""The native supervisor's own behaviour with real processes and sockets (whole stack: test_e2e_native)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    state = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "STACK_LOG_DIR": str(tmp_path / "logs")}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_stack.py")],
+        env={**os.environ, **state, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("busy", ["AIRFLOW_PORT", "API_PORT"])
+def test_a_port_in_use_is_a_clear_message_and_nothing_starts(tmp_path: Path, busy: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        ports = {"AIRFLOW_PORT": str(free_port()), "API_PORT": str(free_port()), busy: str(port)}
+        result = run_supervisor(tmp_path, **ports)
+    assert result.returncode == 1
+    assert f"port {port} on " in result.stderr and "already in use" in result.stderr
+    assert f"{busy}={port + 1} make run" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "logs").exists(), "nothing may start before the ports are checked"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"API_PORT": "80a"}, "API_PORT='80a' is not a TCP port"),
+        ({"AIRFLOW_PORT": "70000"}, "AIRFLOW_PORT='70000' is not a TCP port"),
+        ({"AIRFLOW_PORT": "18000", "API_PORT": "18000"}, "AIRFLOW_PORT and API_PORT are both 18000"),
+    ],
+)
+def test_bad_settings_are_clear_messages(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    result = run_supervisor(tmp_path, **env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_child_environment_matches_compose(run_stack: ModuleType) -> None:
+    env = {"AIRFLOW_PORT": "18080", "API_PORT": "18000", "ARTIFACTS_DIR": "my-artifacts", "PYTHONPATH": "/x"}
+    config = run_stack.StackConfig.from_env(env)
+    child = run_stack.child_environment(config, env)
+    assert child["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    assert child["API_URL"] == "http://127.0.0.1:18000"
+    assert child["API_PORT"] == "18000"
+    # Task processes run in other working directories: a relative folder is made absolute from the repo.
+    assert child["ARTIFACTS_DIR"] == str(REPO / "my-artifacts")
+    assert child["PYTHONPATH"].split(os.pathsep) == [f"{REPO}/airflow/include", f"{REPO}/api", "/x"]
+    assert child["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert child["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert child["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "false"
+    assert child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert config.airflow_home == REPO / ".local" / "airflow"
+
+
+def test_explicit_airflow_settings_win(run_stack: ModuleType) -> None:
+    env = {"AIRFLOW__CORE__PARALLELISM": "2", "DAGS_ARE_PAUSED_AT_CREATION": "true", "API_URL": ""}
+    child = run_stack.child_environment(run_stack.StackConfig.from_env(env), env)
+    assert child["AIRFLOW__CORE__PARALLELISM"] == "2"
+    assert child["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "true"
+    assert child["API_URL"] == "", "an empty API_URL means: no warmup call"
+
+
+def wait_for_children(process: psutil.Process, count: int) -> list[psutil.Process]:
+    deadline = time.monotonic() + 20
+    while len(children := process.children(recursive=True)) < count:
+        assert time.monotonic() < deadline, "the test processes did not start"
+        time.sleep(0.05)
+    return children
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_stop_leaves_no_process_even_a_stubborn_or_detached_one(
+    run_stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_stack, "STOP_TIMEOUT_S", 1.0)
+    sleeper = "import time; time.sleep(600)"
+    # A child that left the process group (as a detached task runner would) and a parent ignoring SIGTERM.
+    detaching = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"subprocess.Popen([sys.executable, '-c', {sleeper!r}], start_new_session=True); time.sleep(600)"
+    )
+    polite = run_stack.Component("polite", [sys.executable, "-c", sleeper], tmp_path / "polite.log")
+    stubborn = run_stack.Component("stubborn", [sys.executable, "-c", detaching], tmp_path / "stubborn.log")
+    for component in (polite, stubborn):
+        component.start(os.environ)
+    detached = wait_for_children(psutil.Process(stubborn.process.pid), 1)[0]
+    stubborn.remember_descendants()
+
+    run_stack.terminate([polite, stubborn])
+
+    assert polite.process.returncode == -15
+    assert stubborn.process.returncode == -9
+    assert gone(detached.pid)
