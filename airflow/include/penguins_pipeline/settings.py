@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # airflow/include/penguins_pipeline/settings.py -> the repository root. Defaults are absolute because Airflow
@@ -20,6 +20,25 @@ class PipelineSettings(BaseSettings):
     artifacts_dir: Path = REPO_ROOT / "artifacts"
     api_url: str = "http://localhost:8000"
     warmup_token: SecretStr | None = None
+
+    # --- training (train_pipeline) ---
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    random_state: int = 42
+    n_estimators: int = Field(100, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(1, ge=1)
+    # Each tree sees at most this many bootstrap rows: small data is unaffected, and on millions of rows the
+    # trees (and the model file the API loads) stay bounded instead of growing with the data.
+    max_samples_per_tree: int = Field(20_000, ge=1)
+    train_n_jobs: int = -1
+    cv_folds: int = Field(5, ge=2)
+    min_accuracy: float = Field(0.95, ge=0, le=1)
+    gate_tolerance: float = Field(0.02, ge=0, le=1)
+    keep_versions: int = Field(5, ge=1)
+    viz_sample_max: int = Field(3000, ge=10)
+    warmup_attempts: int = Field(5, ge=1)
+    warmup_backoff_seconds: float = Field(1.0, ge=0)
+    warmup_timeout_seconds: float = Field(5.0, gt=0)
 
 
 @lru_cache

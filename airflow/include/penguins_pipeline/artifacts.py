@@ -1,0 +1,325 @@
+"""The model-version folder on disk: write it so no reader ever sees half of it, verify it, promote it.
+
+Layout (the contract with the API): `current.json` names the served version; `models/<version>/` holds the
+joblib files and `manifest.json`. A version is built in `models/.tmp-<version>-<random>/`, fsynced, renamed
+into place; `current.json` is replaced atomically and last. Readers ignore names starting with a dot.
+
+Roll back from a shell with `python -m penguins_pipeline.artifacts rollback <version>`.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from penguins_pipeline.model import TrainedModel
+
+CURRENT_FILE = "current.json"
+MODELS_DIR = "models"
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+# The joblib files of a version: the original's five plus the whole training split (the API's neighbours).
+MODEL_FILES = {
+    "preprocessor": "preprocessor.joblib",
+    "model": "model.joblib",
+    "label_encoder": "label_encoder.joblib",
+    "pca": "pca.joblib",
+}
+VIZ_FILE = "training_data_for_viz.joblib"
+SPLIT_FILE = "training_split.joblib"
+VERSION_FILES = [*MODEL_FILES.values(), VIZ_FILE, SPLIT_FILE]
+# Held-out rows and the in-memory model's answers, kept in the staging folder only until `publish`.
+HELDOUT_FILE = ".heldout.joblib"
+STAGING_PREFIX = ".tmp-"
+VERSION_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$")
+STALE_STAGING_SECONDS = 3600
+
+
+class ArtifactError(RuntimeError):
+    """A version folder or `current.json` is missing, malformed or does not match its manifest."""
+
+
+class ArtifactsNotWritableError(ArtifactError):
+    pass
+
+
+def new_version_id(digest: str, now: datetime | None = None) -> str:
+    """UTC time to the microsecond, so lexical order is chronological, plus 8 hex of the data+params hash."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{digest[:8]}"
+
+
+def check_version_id(version: str) -> str:
+    if not VERSION_PATTERN.match(version):
+        raise ArtifactError(
+            f"{version!r} is not a version id (expected e.g. 20261127T123456123456Z-1a2b3c4d)"
+        )
+    return version
+
+
+def version_dir(artifacts_dir: Path, version: str) -> Path:
+    return Path(artifacts_dir) / MODELS_DIR / check_version_id(version)
+
+
+def list_versions(artifacts_dir: Path) -> list[str]:
+    """Published versions, oldest first."""
+    models = Path(artifacts_dir) / MODELS_DIR
+    if not models.is_dir():
+        return []
+    return sorted(p.name for p in models.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name))
+
+
+def ensure_writable(artifacts_dir: Path) -> Path:
+    """Create `models/` and prove it is writable: fail early, with the fix, rather than after training."""
+    models = Path(artifacts_dir) / MODELS_DIR
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+        probe = models / f".tmp-probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ArtifactsNotWritableError(
+            f"ARTIFACTS_DIR {Path(artifacts_dir).resolve()} is not writable ({err}). With Docker "
+            "Compose, put AIRFLOW_UID=$(id -u) in .env and restart, or run: "
+            f"sudo chown -R ${{AIRFLOW_UID:-50000}}:0 {artifacts_dir}"
+        ) from err
+    return models
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomically(path: Path, content: Mapping[str, Any]) -> None:
+    """Temp file in the same folder, fsync, rename over: a reader sees the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_path(path.parent)
+
+
+def stage_version(
+    artifacts_dir: Path,
+    version: str,
+    objects: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    heldout: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write every file of a version into a hidden staging folder; `publish` makes it visible."""
+    check_version_id(version)
+    staging = ensure_writable(artifacts_dir) / f"{STAGING_PREFIX}{version}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    files = {}
+    for name in VERSION_FILES:
+        joblib.dump(objects[name], staging / name)
+        _fsync_path(staging / name)
+        files[name] = {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
+    _write_json_atomically(staging / MANIFEST_FILE, {**manifest, "files": files})
+    if heldout is not None:
+        joblib.dump(dict(heldout), staging / HELDOUT_FILE)
+        _fsync_path(staging / HELDOUT_FILE)
+    _fsync_path(staging)
+    return staging
+
+
+def staged_version(staging: Path) -> str:
+    """The version id a staging folder was built for."""
+    return check_version_id(Path(staging).name.removeprefix(STAGING_PREFIX).rsplit("-", 1)[0])
+
+
+def publish(staging: Path) -> Path:
+    """Rename a verified staging folder into `models/<version>` (never over an existing version)."""
+    staging = Path(staging)
+    target = staging.parent / staged_version(staging)
+    (staging / HELDOUT_FILE).unlink(missing_ok=True)
+    _fsync_path(staging)
+    if target.exists():
+        raise ArtifactError(f"version {target.name} already exists in {target.parent}")
+    os.rename(staging, target)
+    _fsync_path(target.parent)
+    return target
+
+
+def discard(staging: Path) -> None:
+    """Remove a staging folder that must not be published (refused by the gate, failed verification)."""
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"cannot read {path}: {err}") from err
+
+
+def verify_files(folder: Path) -> dict[str, Any]:
+    """Every file of the contract is there and matches the sha256 of the manifest; returns the manifest."""
+    manifest = read_manifest(folder)
+    listed = manifest.get("files", {})
+    if sorted(listed) != sorted(VERSION_FILES):
+        raise ArtifactError(f"{folder}: manifest lists {sorted(listed)}, expected {sorted(VERSION_FILES)}")
+    for name, meta in listed.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ArtifactError(f"{folder}: {name} is missing")
+        if sha256_file(path) != meta["sha256"]:
+            raise ArtifactError(f"{folder}: {name} does not match the sha256 in {MANIFEST_FILE}")
+    return manifest
+
+
+def load_model(folder: Path) -> TrainedModel:
+    """A fresh `joblib.load` of the fitted objects of a version folder."""
+    return TrainedModel(**{field: joblib.load(Path(folder) / name) for field, name in MODEL_FILES.items()})
+
+
+def _check_loaded(folder: Path) -> tuple[TrainedModel, dict[str, Any]]:
+    """Files match the manifest, every one loads, and the model answers with the manifest's classes."""
+    manifest = verify_files(folder)
+    model = load_model(folder)
+    classes = list(model.label_encoder.classes_)
+    if classes != manifest["classes"] or len(model.model.classes_) != len(classes):
+        raise ArtifactError(f"{folder}: the model's classes {classes} differ from the manifest's")
+    split = joblib.load(Path(folder) / SPLIT_FILE)
+    viz = joblib.load(Path(folder) / VIZ_FILE)
+    if len(split["features_raw"]) != manifest["data"]["rows_train"] or len(viz["features_pca"]) == 0:
+        raise ArtifactError(f"{folder}: the training data files do not match the manifest's row counts")
+    model.predict(split["features_raw"].head(5))
+    return model, manifest
+
+
+def verify_staged(staging: Path) -> dict[str, Any]:
+    """Reloaded from disk, the staged model answers exactly as the in-memory one did on the held-out rows."""
+    model, manifest = _check_loaded(staging)
+    heldout = joblib.load(Path(staging) / HELDOUT_FILE)
+    reloaded = model.predict_proba(heldout["features"])
+    if not np.array_equal(reloaded, heldout["probabilities"]):
+        changed = int((reloaded != heldout["probabilities"]).any(axis=1).sum())
+        raise ArtifactError(
+            f"{staging}: reloaded from disk, the model answers differently on {changed} of "
+            f"{len(reloaded)} held-out rows"
+        )
+    return manifest
+
+
+def verify_version(artifacts_dir: Path, version: str) -> dict[str, Any]:
+    """Check a published version before pointing `current.json` at it (promotion, rollback)."""
+    folder = version_dir(artifacts_dir, version)
+    if not folder.is_dir():
+        known = ", ".join(list_versions(artifacts_dir)) or "none"
+        raise ArtifactError(f"version {version} not found in {folder.parent} (available: {known})")
+    manifest = _check_loaded(folder)[1]
+    if manifest.get("version") != version:
+        raise ArtifactError(f"{folder}: manifest says version {manifest.get('version')!r}")
+    return manifest
+
+
+def read_current(artifacts_dir: Path) -> str | None:
+    """The promoted version, or None before the first promotion."""
+    path = Path(artifacts_dir) / CURRENT_FILE
+    if not path.exists():
+        return None
+    try:
+        version = json.loads(path.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ArtifactError(f"cannot read {path}: {err}") from err
+    return check_version_id(version)
+
+
+def promote(artifacts_dir: Path, version: str) -> dict[str, str]:
+    """Point `current.json` at a published version, after checking its files against the manifest."""
+    verify_files(version_dir(artifacts_dir, version))
+    current = {"version": version, "promoted_at": datetime.now(UTC).isoformat()}
+    _write_json_atomically(Path(artifacts_dir) / CURRENT_FILE, current)
+    return current
+
+
+def rollback(artifacts_dir: Path, version: str) -> dict[str, str]:
+    """Serve an older version again: a full check of its files, then a pointer change."""
+    verify_version(artifacts_dir, version)
+    return promote(artifacts_dir, version)
+
+
+def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SECONDS) -> list[str]:
+    """Keep the newest `keep` versions and the promoted one; drop staging left by crashes over an hour ago."""
+    models = Path(artifacts_dir) / MODELS_DIR
+    current = read_current(artifacts_dir)
+    versions = list_versions(artifacts_dir)
+    doomed = [v for v in versions[: max(len(versions) - keep, 0)] if v != current]
+    now = time.time()
+    stale = [
+        p.name
+        for p in (models.iterdir() if models.is_dir() else [])
+        if p.name.startswith(STAGING_PREFIX) and now - p.stat().st_mtime > stale_after
+    ]
+    for name in doomed:
+        # Hide it first with one rename, so a reader never opens a half-deleted version.
+        hidden = models / f"{STAGING_PREFIX}deleting-{name}-{secrets.token_hex(4)}"
+        os.rename(models / name, hidden)
+        shutil.rmtree(hidden)
+    for name in stale:
+        path = models / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return doomed + stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    from penguins_pipeline.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m penguins_pipeline.artifacts", description=__doc__)
+    parser.add_argument("--artifacts-dir", type=Path, default=None, help="default: ARTIFACTS_DIR")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the versions on disk, the promoted one marked with *")
+    commands.add_parser("rollback", help="verify a version and promote it").add_argument("version")
+    args = parser.parse_args(argv)
+    artifacts_dir = args.artifacts_dir or get_settings().artifacts_dir
+    try:
+        if args.command == "list":
+            current = read_current(artifacts_dir)
+            for version in list_versions(artifacts_dir):
+                print(f"{'*' if version == current else ' '} {version}")
+        else:
+            promoted = rollback(artifacts_dir, args.version)
+            print(f"promoted {promoted['version']}; the API picks it up within seconds (or POST /warmup)")
+    except ArtifactError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
