@@ -54,6 +54,7 @@ class StackConfig:
     log_dir: Path
     airflow_host: str
     airflow_port: int
+    api_host: str
     api_port: int
     admin_user: str
     admin_password: str
@@ -65,6 +66,7 @@ class StackConfig:
             log_dir=repo_path(env.get("STACK_LOG_DIR") or ".local/logs"),
             airflow_host=env.get("AIRFLOW_HOST") or "127.0.0.1",
             airflow_port=_port(env, "AIRFLOW_PORT", 8080),
+            api_host=env.get("API_HOST") or "0.0.0.0",
             api_port=_port(env, "API_PORT", 8000),
             admin_user=env.get("AIRFLOW_ADMIN_USER") or "admin",
             admin_password=env.get("AIRFLOW_ADMIN_PASSWORD") or "admin",
@@ -75,16 +77,20 @@ class StackConfig:
 
     @property
     def airflow_url(self) -> str:
-        host = "127.0.0.1" if self.airflow_host in ("0.0.0.0", "::") else self.airflow_host
-        return f"http://{host}:{self.airflow_port}"
+        return _local_url(self.airflow_host, self.airflow_port)
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return _local_url(self.api_host, self.api_port)
 
     @property
     def passwords_file(self) -> Path:
         return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+
+def _local_url(host: str, port: int) -> str:
+    """How this machine reaches a server bound to `host` (a wildcard address is reached on loopback)."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 def repo_path(value: str) -> Path:
@@ -162,7 +168,7 @@ class Component:
     argv: list[str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
-    descendants: set[int] = field(default_factory=set)
+    descendants: dict[int, psutil.Process] = field(default_factory=dict)
 
     def start(self, env: Mapping[str, str]) -> None:
         with open(self.log, "ab") as log:
@@ -188,7 +194,7 @@ class Component:
         if self.running():
             with contextlib.suppress(psutil.Error):
                 children = psutil.Process(self.process.pid).children(recursive=True)
-                self.descendants |= {child.pid for child in children}
+                self.descendants |= {child.pid: child for child in children}
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -209,14 +215,18 @@ def terminate(components: list[Component]) -> None:
             component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"  {component.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s: killing it", flush=True)
+    strays: list[psutil.Process] = []
     for component in components:
         if component.process is None:
             continue
         _signal_group(component, signal.SIGKILL)
-        for pid in component.descendants:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
         component.process.wait()
+        strays += component.descendants.values()
+    for stray in strays:
+        # psutil checks the process is still the one recorded (not a reused pid) before it signals.
+        with contextlib.suppress(psutil.Error):
+            stray.kill()
+    psutil.wait_procs(strays, timeout=5)
 
 
 def _signal_group(component: Component, signum: int) -> None:
@@ -361,7 +371,7 @@ def main() -> int:
     try:
         config = StackConfig.from_env(os.environ)
         check_port_free(config.airflow_host, config.airflow_port, "AIRFLOW_PORT")
-        check_port_free("0.0.0.0", config.api_port, "API_PORT")
+        check_port_free(config.api_host, config.api_port, "API_PORT")
         config.log_dir.mkdir(parents=True, exist_ok=True)
         (REPO / ".local").mkdir(exist_ok=True)
         stack = Stack(config, os.environ)
