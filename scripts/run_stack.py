@@ -1,9 +1,10 @@
 """The whole stack natively (`make run`), supervised like docker-compose.yml but without Docker.
 
-Same commands as the compose services: `airflow db migrate` once, then `airflow api-server` (tasks need its
-execution API, so it starts first), `airflow scheduler` and `airflow dag-processor` (LocalExecutor), and the
-API (`python -m app`). Each child runs in its own process group with its log in a file; Ctrl-C or SIGTERM
-stops every group, and whatever a group left behind is killed, so no process outlives the supervisor.
+Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
+the last model at once), `airflow db migrate`, then `airflow api-server` (tasks need its execution API, so
+it comes before the others), `airflow scheduler` and `airflow dag-processor` (LocalExecutor). Each child
+runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group, and whatever a
+group left behind is killed, so no process outlives the supervisor.
 Settings come from the environment (see the native section of .env.example).
 """
 
@@ -304,19 +305,22 @@ def print_settings(stack: Stack) -> None:
         f"Airflow metadata: {metadata}\n"
         f"Data store:       {describe_db(env.get('PENGUINS_DB_URL'), 'SQLite in .local/')}\n"
         f"Artifacts:        {env['ARTIFACTS_DIR']}\n"
-        "Migrating the Airflow database, then starting api-server, scheduler, dag-processor and API...",
+        "Starting the API, migrating the Airflow database, then api-server, scheduler and dag-processor...",
         flush=True,
     )
 
 
 def start(stack: Stack) -> None:
     config, airflow = stack.config, str(BIN / "airflow")
+    # The API needs nothing from Airflow: started first, it serves the last promoted model at once.
+    stack.component("api", [sys.executable, "-m", API_MODULE])
+    # Idempotent and quick when up to date; before any Airflow component uses the database.
+    stack.run_once("airflow-db-migrate", [airflow, "db", "migrate"])
     address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]
     stack.component("airflow-apiserver", [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address])
     stack.wait_until("Airflow api-server", lambda: airflow_health(config).get("metadatabase") == "healthy")
     for name in ("airflow-scheduler", "airflow-dag-processor"):
         stack.component(name, [airflow, AIRFLOW_COMMANDS[name]])
-    stack.component("api", [sys.executable, "-m", API_MODULE])
 
     def components_healthy() -> bool:
         health = airflow_health(config)
@@ -376,8 +380,6 @@ def main() -> int:
         (REPO / ".local").mkdir(exist_ok=True)
         stack = Stack(config, os.environ)
         print_settings(stack)
-        # Idempotent and quick when up to date; before any component uses the database.
-        stack.run_once("airflow-db-migrate", [str(BIN / "airflow"), "db", "migrate"])
         write_login(config)
         start(stack)
         print_banner(stack)
