@@ -13,10 +13,24 @@ FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 DATA_COLUMNS = ["species", "island", *NUMERIC_FEATURES, "sex", "year"]
 
 # Physically plausible ranges for any penguin of these three species (generous: rejects typos such as
-# 4500 mm of bill or a body mass in kg, not rare birds). Training ranges are narrower and live in the manifest.
+# 4500 mm of bill or a body mass in kg, not rare birds). Training ranges are narrower and live in the
+# manifest.
 PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
     "bill_length_mm": (20.0, 80.0),
     "bill_depth_mm": (8.0, 30.0),
     "flipper_length_mm": (140.0, 260.0),
     "body_mass_g": (1500.0, 8000.0),
 }
+
+# Every value a categorical column may take, spelled as in palmerpenguins (island and species title-case, sex
+# lower-case). Cleaning maps any case and surrounding spaces onto these and rejects anything else, so a stray
+# "Female" can never become a category of its own.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "species": ("Adelie", "Chinstrap", "Gentoo"),
+    "island": ("Biscoe", "Dream", "Torgersen"),
+    "sex": ("female", "male"),
+}
+# A row is usable only with all of these; `year` is kept when present (seaborn's copy has none).
+REQUIRED_COLUMNS = [TARGET, *FEATURES]
+# The key of both tables: the row's 1-based position in the source, so every clean row points at its raw row.
+ROW_KEY = "source_row"

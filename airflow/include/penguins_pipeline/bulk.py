@@ -1,0 +1,148 @@
+"""Moving DataFrames in and out of the data store in chunks, fast enough for millions of rows.
+
+The generic paths are too slow for MySQL: PyMySQL spends ~20 µs per row in Python, both in `executemany`
+(measured: 23,000 rows/s) and when fetching typed columns (51,000 rows/s). So MySQL gets each chunk as a
+tab-separated file through `LOAD DATA LOCAL INFILE` (the server must allow it: MySQL 8 needs
+`--local-infile=1`, MariaDB allows it by default) and sends rows back as one CSV line each, parsed by pandas'
+C reader. SQLite's driver is written in C: it takes the plain pandas paths.
+"""
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from penguins_pipeline.schema import ROW_KEY
+
+# MySQL's LOAD DATA escapes (backslash first, or the others would be escaped twice).
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_TSV_NULL = "\\N"
+
+
+class BulkLoadError(RuntimeError):
+    """The database changed or refused values while loading them (it only warns under LOAD DATA LOCAL)."""
+
+
+def write_frames(
+    engine: sa.Engine, table: sa.Table, frames: Iterable[pd.DataFrame], constants: Mapping[str, object]
+) -> int:
+    """Append every frame to `table` (committed chunk by chunk), each row completed with `constants`."""
+    if engine.dialect.name == "mysql":
+        return _load_data_local(engine, table, frames, constants)
+    rows = 0
+    for frame in frames:
+        with engine.begin() as conn:
+            frame.assign(**constants).to_sql(table.name, conn, if_exists="append", index=False)
+        rows += len(frame)
+    return rows
+
+
+def read_frames(
+    conn: sa.Connection, table: sa.Table, chunk_rows: int, columns: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Every row of `table` (or its `columns`) in key order, `chunk_rows` at a time, typed after the table.
+
+    Pages by key (`WHERE key > last LIMIT n`), so each query is a short index range scan. Call it inside one
+    transaction (`conn`) to read a consistent table even if another process swaps it meanwhile.
+    """
+    key = table.c[ROW_KEY]
+    last = 0
+    while True:
+        selected = [table.c[name] for name in columns or table.c.keys()]
+        page = sa.select(*selected).where(key > last).order_by(key).limit(chunk_rows)
+        frame = _read_mysql(conn, page) if conn.dialect.name == "mysql" else pd.read_sql(page, conn)
+        if frame.empty:
+            return
+        frame = typed(frame, table)
+        last = int(frame[ROW_KEY].iloc[-1])
+        yield frame
+
+
+def typed(frame: pd.DataFrame, table: sa.Table) -> pd.DataFrame:
+    """`frame` with the pandas dtype of `table`'s columns (a chunk of only NULLs has none of its own)."""
+    return frame.astype({column.name: _pandas_dtype(column) for column in table.c if column.name in frame})
+
+
+def _pandas_dtype(column: sa.Column) -> str:
+    if isinstance(column.type, sa.String):
+        return "str"
+    if isinstance(column.type, sa.Float):
+        return "float64"
+    if isinstance(column.type, sa.Integer):
+        return "Int64" if column.nullable else "int64"
+    if isinstance(column.type, sa.DateTime):
+        return "datetime64[us]"
+    raise TypeError(f"no pandas dtype for column {column.name} of type {column.type}")
+
+
+def _load_data_local(
+    engine: sa.Engine, table: sa.Table, frames: Iterable[pd.DataFrame], constants: Mapping[str, object]
+) -> int:
+    quote = engine.dialect.identifier_preparer.quote
+    rows = 0
+    connection = engine.raw_connection()
+    try:
+        with tempfile.TemporaryDirectory(prefix="penguins-load-") as tmp:
+            path = Path(tmp) / "chunk.tsv"
+            cursor = connection.cursor()
+            for frame in frames:
+                _write_tsv(frame, path)
+                columns = ", ".join(quote(name) for name in frame.columns)
+                assignments = ", ".join(f"{quote(name)} = %s" for name in constants)
+                cursor.execute(
+                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(table.name)} CHARACTER SET utf8mb4"
+                    " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+                    f" ({columns})" + (f" SET {assignments}" if constants else ""),
+                    (str(path), *constants.values()),
+                )
+                if cursor.warning_count:
+                    cursor.execute("SHOW WARNINGS LIMIT 5")
+                    details = "; ".join(str(message) for _, _, message in cursor.fetchall())
+                    raise BulkLoadError(f"loading into {table.name}, MySQL altered values: {details}")
+                connection.commit()
+                rows += len(frame)
+    finally:
+        connection.close()
+    return rows
+
+
+def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` as LOAD DATA reads it: NULL as \\N, text escaped, floats in round-trip precision."""
+    escaped = frame.copy()
+    for name in frame.columns:
+        if pd.api.types.is_string_dtype(frame[name]) or frame[name].dtype == object:
+            escaped[name] = frame[name].str.translate(_TSV_ESCAPES)
+    escaped.to_csv(
+        path,
+        sep="\t",
+        header=False,
+        index=False,
+        na_rep=_TSV_NULL,
+        lineterminator="\n",
+        quoting=csv.QUOTE_NONE,
+    )
+
+
+def _read_mysql(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
+    """Run `page` with each row folded into one CSV line: one field for PyMySQL to decode, not nine."""
+    fields = []
+    for column in page.selected_columns:
+        value = column
+        if isinstance(column.type, sa.String):
+            value = sa.func.concat('"', sa.func.replace(column, '"', '""'), '"')
+        fields.append(sa.func.ifnull(value, ""))
+    lines = conn.execute(page.with_only_columns(sa.func.concat_ws(",", *fields))).scalars().all()
+    names = [column.name for column in page.selected_columns]
+    if not lines:
+        return pd.DataFrame(columns=names)
+    # Only an empty field is NULL: "NA" or "null" are text like any other. Dates are parsed by `typed`.
+    dtypes = {
+        column.name: "str" if isinstance(column.type, sa.String | sa.DateTime) else _pandas_dtype(column)
+        for column in page.selected_columns
+    }
+    text = io.StringIO("\n".join(lines))
+    return pd.read_csv(text, names=names, header=None, dtype=dtypes, keep_default_na=False, na_values=[""])
