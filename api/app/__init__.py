@@ -1,0 +1,1 @@
+"""The penguin species API: serves the model versions that `train_pipeline` promotes in ARTIFACTS_DIR."""

@@ -1,0 +1,51 @@
+"""Typed dependencies of the routes. All async: a sync dependency would cost a thread hop per request."""
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.core.config import Settings
+from app.model_store import NO_MODEL_YET, ModelStore
+from app.predictor import Predictor
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_store(request: Request) -> ModelStore:
+    return request.app.state.model_store
+
+
+async def get_predictor(request: Request) -> Predictor:
+    """The served version, read once: the whole request answers from it even if a swap happens meanwhile."""
+    predictor = request.app.state.model_store.predictor
+    if predictor is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL_YET)
+    return predictor
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+
+_bearer = HTTPBearer(auto_error=False, description="WARMUP_TOKEN, when the server sets one")
+
+
+async def require_warmup_token(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    if settings.warmup_token is None:
+        return
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this server sets WARMUP_TOKEN: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not secrets.compare_digest(
+        credentials.credentials.encode(), settings.warmup_token.get_secret_value().encode()
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong warmup token")

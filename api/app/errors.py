@@ -1,0 +1,56 @@
+"""Error answers: bad input is a 422 naming the field, anything unexpected a short 500 with no stack trace."""
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.encoding import UnknownCategoryError
+from app.predictor import InvalidInstanceError
+
+log = logging.getLogger(__name__)
+
+
+async def unknown_category(request: Request, error: Exception) -> JSONResponse:
+    """Same shape as FastAPI's own validation errors, so a client handles one format."""
+    assert isinstance(error, UnknownCategoryError)
+    position = ("instances", error.position) if isinstance(error, InvalidInstanceError) else ()
+    detail = {
+        "type": "enum",
+        "loc": ["body", *position, error.field],
+        "msg": str(error),
+        "input": error.value,
+        "ctx": {"expected": error.allowed},
+    }
+    return JSONResponse({"detail": [detail]}, status_code=422)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as text: FastAPI's own handler echoes the input and fails on them (a 500)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def invalid_request(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(error.errors()))}, status_code=422)
+
+
+async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(UnknownCategoryError, unknown_category)
+    app.add_exception_handler(Exception, unexpected)

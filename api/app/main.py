@@ -1,0 +1,59 @@
+"""Builds the FastAPI app: settings, the model store and its poller (lifespan), routes, middleware."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import errors, metrics
+from app.core.config import Settings, get_settings
+from app.loader import LoadError
+from app.middleware import BodyLimitMiddleware, MetricsMiddleware
+from app.model_store import ModelStore, NoPromotedVersionError
+from app.routers import health, model, page, predict, warmup
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = ModelStore(settings.artifacts_dir, settings.api_near_tie_margin)
+        app.state.model_store = store
+        try:
+            await store.refresh()
+        except (NoPromotedVersionError, LoadError) as err:
+            log.warning("starting without a model: %s", err)
+        poller = asyncio.create_task(store.poll(settings.api_model_poll_seconds))
+        yield
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        metrics.worker_exiting()
+
+    app = FastAPI(
+        title="Penguin species API",
+        summary="Palmer penguin species from four measures, island and sex, and why.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    for router in (predict.router, model.router, health.router, warmup.router, page.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    errors.install(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.api_max_body_bytes,
+        limits_by_path={"/predict/batch": settings.api_max_batch_body_bytes},
+    )
+    app.add_middleware(MetricsMiddleware)  # added last = outermost: 413s are counted too
+    return app
+
+
+app = create_app()

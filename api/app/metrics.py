@@ -1,0 +1,69 @@
+"""Prometheus metrics of the API.
+
+With API_WORKERS > 1 every worker is its own process: `python -m app` then points PROMETHEUS_MULTIPROC_DIR at
+a fresh folder, each worker writes its numbers there, and /metrics adds them up, so a scrape sees the whole
+server whichever worker answers it. Request latency is labelled by route template, never by raw path, so a
+scanner cannot blow up the number of series.
+"""
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from request to full response, in the API process",
+    ["route", "method", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+PREDICTIONS = Counter(
+    "penguins_predictions_total", "Penguins classified (each of a batch counts)", ["species"]
+)
+MODEL_INFO = Gauge(
+    "penguins_model_info",
+    "1 for the model version served (per worker)",
+    ["version"],
+    multiprocess_mode="liveall",
+)
+MODEL_LOAD_FAILURES = Counter(
+    "penguins_model_load_failures_total", "Model versions refused or unreadable, by reason", ["reason"]
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, status).inc()
+    LATENCY.labels(route, method, status).observe(seconds)
+
+
+def set_served_version(version: str, previous: str | None) -> None:
+    if previous is not None:
+        MODEL_INFO.labels(previous).set(0)
+    MODEL_INFO.labels(version).set(1)
+
+
+def render() -> bytes:
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def worker_exiting() -> None:
+    """Drop this worker's live gauges, so a restarted worker's old model version is not reported."""
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        multiprocess.mark_process_dead(os.getpid())

