@@ -65,20 +65,30 @@ def artifacts_dir(tmp_path: Path, versions: Versions) -> Path:
     return folder
 
 
-def settings_for(artifacts_dir: Path, **overrides: object) -> Settings:
-    return Settings(artifacts_dir=artifacts_dir, api_model_poll_seconds=0.2, **overrides)
+@contextmanager
+def app_client(artifacts_dir: Path, **settings: object) -> Iterator[TestClient]:
+    """The app with its lifespan (model store, poller every 0.2 s) over `artifacts_dir`."""
+    app = create_app(Settings(artifacts_dir=artifacts_dir, api_model_poll_seconds=0.2, **settings))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make_client() -> object:
+    """`with make_client(artifacts_dir, **settings) as client:` for tests that need their own settings."""
+    return app_client
 
 
 @pytest.fixture
 def client(artifacts_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(artifacts_dir))) as test_client:
+    with app_client(artifacts_dir) as test_client:
         yield test_client
 
 
 @pytest.fixture
 def empty_client(tmp_path: Path) -> Iterator[TestClient]:
     """The API over an ARTIFACTS_DIR where nothing was ever trained."""
-    with TestClient(create_app(settings_for(tmp_path / "nothing-yet"))) as test_client:
+    with app_client(tmp_path / "nothing-yet") as test_client:
         yield test_client
 
 

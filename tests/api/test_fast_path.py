@@ -1,0 +1,85 @@
+"""The fast path answers exactly what the plain scikit-learn pipeline loaded from the joblib files answers."""
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import cdist
+
+from app.core.config import Settings
+from app.loader import load_version
+from app.predictor import Predictor
+from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS, PenguinFeatures
+
+FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+
+
+@pytest.fixture(scope="module")
+def version_folder(versions) -> Path:
+    return versions.folder / "models" / versions.main
+
+
+@pytest.fixture(scope="module")
+def predictor(versions) -> Predictor:
+    return Predictor(load_version(versions.folder, versions.main), Settings().api_near_tie_margin)
+
+
+@pytest.fixture(scope="module")
+def sklearn_objects(version_folder: Path) -> dict:
+    return {name: joblib.load(version_folder / f"{name}.joblib") for name in ("preprocessor", "model", "pca")}
+
+
+def random_penguins(count: int, seed: int) -> pd.DataFrame:
+    """Valid inputs over the whole accepted range, most far from any real penguin."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({name: rng.uniform(*PHYSICAL_BOUNDS[name], count) for name in NUMERIC_FEATURES})
+    frame["island"] = rng.choice(["Biscoe", "Dream", "Torgersen"], count)
+    frame["sex"] = rng.choice(["female", "male"], count)
+    return frame[FEATURES]
+
+
+@pytest.fixture(scope="module", params=["dataset", "random"])
+def penguins(request: pytest.FixtureRequest, clean_penguins: pd.DataFrame) -> pd.DataFrame:
+    return clean_penguins[FEATURES] if request.param == "dataset" else random_penguins(1000, seed=20261127)
+
+
+def as_inputs(frame: pd.DataFrame) -> list[PenguinFeatures]:
+    return [PenguinFeatures(**row) for row in frame.to_dict("records")]
+
+
+def test_one_by_one_and_in_batch_equal_sklearn(
+    predictor: Predictor, sklearn_objects: dict, penguins: pd.DataFrame
+) -> None:
+    encoded = sklearn_objects["preprocessor"].transform(penguins)
+    expected = sklearn_objects["model"].predict_proba(encoded)
+    expected_species = np.array(predictor.classes)[sklearn_objects["model"].predict(encoded)]
+    inputs = as_inputs(penguins)
+    answers = {
+        "one by one": [predictor.predict(penguin) for penguin in inputs],
+        "batch": predictor.predict_batch(inputs, include_neighbors=False),
+    }
+    for path, answered in answers.items():
+        probabilities = np.array([[a["probabilities"][c] for c in predictor.classes] for a in answered])
+        np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6, err_msg=path)
+        # Stronger than the rule: the same floats, so ties are broken the same way.
+        assert np.array_equal(probabilities, expected), path
+        assert [a["species"] for a in answered] == expected_species.tolist(), path
+        pca = np.array([[a["pca"]["x"], a["pca"]["y"]] for a in answered])
+        np.testing.assert_allclose(pca, sklearn_objects["pca"].transform(encoded), rtol=0, atol=1e-9)
+
+
+def test_neighbors_are_the_nearest_of_the_whole_training_split(
+    predictor: Predictor, sklearn_objects: dict, version_folder: Path, clean_penguins: pd.DataFrame
+) -> None:
+    split = joblib.load(version_folder / "training_split.joblib")
+    train = sklearn_objects["preprocessor"].transform(split["features_raw"])
+    queries = pd.concat([clean_penguins[FEATURES].head(50), random_penguins(50, seed=1)], ignore_index=True)
+    distances = cdist(sklearn_objects["preprocessor"].transform(queries), train)
+    for query, row in zip(as_inputs(queries), distances, strict=True):
+        neighbors = predictor.predict(query)["neighbors"]
+        np.testing.assert_allclose([n["distance"] for n in neighbors], np.sort(row)[:5], rtol=0, atol=1e-9)
+        for neighbor in neighbors:
+            position = int(np.argmin(np.abs(row - neighbor["distance"])))
+            assert neighbor["species"] == predictor.classes[split["labels_encoded"][position]]

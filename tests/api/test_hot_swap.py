@@ -1,0 +1,74 @@
+"""Promotions while requests run, on a real server: no request fails, none mixes two versions."""
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from app.schemas import EXAMPLE_PENGUIN
+from penguins_pipeline import artifacts
+
+PENGUINS = [
+    EXAMPLE_PENGUIN,
+    {**EXAMPLE_PENGUIN, "island": "Biscoe", "sex": "male"},
+    {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
+     "island": "Torgersen", "sex": "male"},
+]  # fmt: skip
+
+
+def serve(url: str, version: str) -> None:
+    """Promote through the pipeline's own promotion, then make the server take it now."""
+    assert httpx.post(f"{url}/warmup", timeout=30).json()["model_version"] == version
+
+
+def answers_of(url: str) -> list[dict]:
+    return [httpx.post(f"{url}/predict", json=penguin).json() for penguin in PENGUINS]
+
+
+def test_promotions_under_load(artifacts_dir: Path, versions, api_server) -> None:
+    with api_server(artifacts_dir) as url:
+        expected = {versions.main: answers_of(url)}
+        artifacts.promote(artifacts_dir, versions.other)
+        serve(url, versions.other)
+        expected[versions.other] = answers_of(url)
+        assert expected[versions.main] != expected[versions.other]
+
+        problems: list[str] = []
+        seen: set[str] = set()
+        count = 0
+        stop = threading.Event()
+
+        def hammer(index: int) -> None:
+            nonlocal count
+            with httpx.Client(base_url=url, timeout=30) as http:
+                while not stop.is_set():
+                    which = index % len(PENGUINS)
+                    response = http.post("/predict", json=PENGUINS[which])
+                    count += 1
+                    if response.status_code != 200:
+                        problems.append(f"{response.status_code}: {response.text}")
+                        continue
+                    answer = response.json()
+                    seen.add(answer["model_version"])
+                    if answer != expected.get(answer["model_version"], [None] * len(PENGUINS))[which]:
+                        problems.append(f"mixed or unknown answer: {answer}")
+                    index += 1
+
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            for turn in range(12):
+                version = versions.main if turn % 2 == 0 else versions.other
+                artifacts.promote(artifacts_dir, version)
+                if turn % 3:  # sometimes /warmup, sometimes the poller alone
+                    serve(url, version)
+                time.sleep(0.25)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert not problems, problems[:3]
+        assert seen == {versions.main, versions.other}
+        assert count > 100

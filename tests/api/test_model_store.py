@@ -1,0 +1,183 @@
+"""Loading versions: anything not exactly what was promoted is refused, and the served model stays."""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.schemas import EXAMPLE_PENGUIN
+
+
+def point_current_at(artifacts_dir: Path, version: str) -> None:
+    """Promote without the pipeline's checks, as a buggy or hostile writer could."""
+    tmp = artifacts_dir / ".current.json.tmp"
+    tmp.write_text(json.dumps({"version": version, "promoted_at": "2026-11-27T00:00:00+00:00"}))
+    os.replace(tmp, artifacts_dir / "current.json")
+
+
+def edit_manifest(folder: Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def served(client: TestClient) -> str:
+    return client.post("/predict", json=EXAMPLE_PENGUIN).json()["model_version"]
+
+
+def failures(client: TestClient, reason: str) -> float:
+    prefix = f'penguins_model_load_failures_total{{reason="{reason}"}} '
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+def test_warmup_swaps_to_the_promoted_version(client: TestClient, artifacts_dir: Path, versions) -> None:
+    assert served(client) == versions.main
+    point_current_at(artifacts_dir, versions.other)
+    answer = client.post("/warmup")
+    assert answer.json() == {
+        "model_version": versions.other,
+        "previous_version": versions.main,
+        "changed": True,
+    }
+    assert served(client) == versions.other
+    assert client.get("/model").json()["version"] == versions.other
+    again = client.post("/warmup").json()
+    assert again["changed"] is False
+
+
+def test_every_worker_converges_by_itself_without_warmup(
+    client: TestClient, artifacts_dir: Path, versions
+) -> None:
+    point_current_at(artifacts_dir, versions.other)
+    deadline = time.monotonic() + 10
+    while served(client) != versions.other:
+        assert time.monotonic() < deadline, "the poller did not pick up the new current.json"
+        time.sleep(0.1)
+
+
+def corrupt_byte(folder: Path) -> str:
+    data = bytearray((folder / "model.joblib").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.joblib").write_bytes(bytes(data))
+    return "checksum"
+
+
+def truncate(folder: Path) -> str:
+    data = (folder / "training_split.joblib").read_bytes()
+    (folder / "training_split.joblib").write_bytes(data[: len(data) // 3])
+    return "checksum"
+
+
+def delete_file(folder: Path) -> str:
+    (folder / "pca.joblib").unlink()
+    return "missing_file"
+
+
+def other_sklearn(folder: Path) -> str:
+    edit_manifest(folder, lambda m: m["libraries"].update({"scikit-learn": "1.0.2"}))
+    return "sklearn_version"
+
+
+def broken_manifest(folder: Path) -> str:
+    (folder / "manifest.json").write_text("{ not json")
+    return "manifest"
+
+
+def wrong_object_with_a_matching_sha(folder: Path) -> str:
+    """Files intact but not the contract (a label encoder where the preprocessor should be)."""
+    (folder / "preprocessor.joblib").write_bytes((folder / "label_encoder.joblib").read_bytes())
+    data = (folder / "preprocessor.joblib").read_bytes()
+    edit_manifest(
+        folder,
+        lambda m: m["files"]["preprocessor.joblib"].update(
+            sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)
+        ),
+    )
+    return "invalid"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [corrupt_byte, truncate, delete_file, other_sklearn, broken_manifest, wrong_object_with_a_matching_sha],
+)
+def test_a_bad_version_is_refused_and_the_served_one_kept(
+    client: TestClient, artifacts_dir: Path, versions, damage, caplog: pytest.LogCaptureFixture
+) -> None:
+    reason = damage(artifacts_dir / "models" / versions.other)
+    before = failures(client, reason)
+    with caplog.at_level(logging.ERROR, logger="app"):
+        point_current_at(artifacts_dir, versions.other)
+        answer = client.post("/warmup")
+    assert answer.status_code == 503
+    assert versions.other in answer.json()["detail"]
+    assert f"still serving {versions.main}" in answer.json()["detail"]
+    assert "Traceback" not in answer.text
+    assert served(client) == versions.main
+    assert client.get("/ready").status_code == 200
+    assert failures(client, reason) >= before + 1  # +2 if the poller met it before /warmup did
+    assert any(versions.other in record.getMessage() for record in caplog.records)
+
+
+def test_a_different_sklearn_is_refused_before_unpickling(
+    client: TestClient, artifacts_dir: Path, versions, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = artifacts_dir / "models" / versions.other
+    other_sklearn(folder)
+    (folder / "model.joblib").write_bytes(b"not a pickle at all")  # never read: the version check comes first
+    with caplog.at_level(logging.ERROR, logger="app"):
+        point_current_at(artifacts_dir, versions.other)
+        detail = client.post("/warmup").json()["detail"]
+    assert "scikit-learn 1.0.2" in detail
+    assert "retrain" in detail
+    assert any("scikit-learn 1.0.2" in record.getMessage() for record in caplog.records)
+
+
+def test_a_refused_version_is_not_retried_by_polling_but_is_by_warmup(
+    client: TestClient, artifacts_dir: Path, versions
+) -> None:
+    folder = artifacts_dir / "models" / versions.other
+    original = (folder / "model.joblib").read_bytes()
+    corrupt_byte(folder)
+    point_current_at(artifacts_dir, versions.other)
+    assert client.post("/warmup").status_code == 503
+    counted = failures(client, "checksum")
+    time.sleep(1)  # several poll intervals
+    assert failures(client, "checksum") == counted
+    (folder / "model.joblib").write_bytes(original)  # repaired in place
+    assert client.post("/warmup").json()["model_version"] == versions.other
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": "../../etc"}',
+        '{"version": 7}',
+        "{}",
+        "not json",
+        '{"version": "20990101T000000000000Z-deadbeef"}',
+    ],
+)
+def test_a_bad_current_json_keeps_the_served_model(
+    client: TestClient, artifacts_dir: Path, versions, content
+) -> None:
+    (artifacts_dir / "current.json").write_text(content)
+    answer = client.post("/warmup")
+    assert answer.status_code == 503
+    assert served(client) == versions.main
+
+
+def test_starting_over_a_bad_version_serves_nothing_and_says_why(
+    artifacts_dir: Path, versions, make_client
+) -> None:
+    corrupt_byte(artifacts_dir / "models" / versions.main)
+    with make_client(artifacts_dir) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "sha256" in ready.json()["detail"]
+        assert client.post("/predict", json=EXAMPLE_PENGUIN).status_code == 503
