@@ -47,6 +47,14 @@ def test_the_split_is_stratified_and_ignores_row_order(penguins: pd.DataFrame) -
     assert shares.abs().max() < 0.02
 
 
+def test_column_names_become_plain_strings(penguins: pd.DataFrame) -> None:
+    class QuotedName(str):  # what SQLAlchemy's quoted_name looks like to pandas
+        pass
+
+    data = prepare(penguins.set_axis([QuotedName(c) for c in penguins.columns], axis=1))
+    assert {type(c) for c in data.columns} == {str}
+
+
 def test_preprocessed_columns_are_scaled_measures_then_island_then_sex(
     penguins: pd.DataFrame, quick_settings: PipelineSettings
 ) -> None:

@@ -56,7 +56,9 @@ def prepare(clean: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in DATA_COLUMNS if c not in clean.columns]
     if missing:
         raise TrainingDataError(f"{CLEAN_TABLE} lacks columns {missing}; run data_pipeline first")
-    data = clean[DATA_COLUMNS]
+    # Plain `str` column names: a reader may hand over str subclasses (SQLAlchemy's quoted_name), which
+    # scikit-learn does not record as feature names and which would pickle a SQLAlchemy dependency into files.
+    data = clean[DATA_COLUMNS].set_axis(list(DATA_COLUMNS), axis=1)
     holes = data.columns[data.isna().any()].tolist()
     if holes:
         raise TrainingDataError(f"{CLEAN_TABLE} has missing values in {holes}; run data_pipeline first")

@@ -1,0 +1,100 @@
+"""
+### train_pipeline
+
+Trains the penguin species classifier from `penguins_clean` and promotes it for the API. Runs by itself after
+every successful `data_pipeline` (the `penguins_clean` Asset), or by hand.
+
+`train` (stratified seeded split, preprocessing and forest fit on the training rows only, held-out metrics,
+k-fold CV, version staged in a hidden folder) → `quality_gate` (MIN_ACCURACY, and no worse than the promoted
+model on the same held-out rows beyond GATE_TOLERANCE) → `verify` (files reloaded from disk answer exactly as
+the trained model did) → `promote` (folder renamed into `models/`, then `current.json` replaced atomically) →
+`prune` (keep KEEP_VERSIONS) → `warmup` (POST API_URL/warmup).
+
+**Rollback**: trigger with `rollback_to` = a version id under `ARTIFACTS_DIR/models/`: no training; that
+version is verified, promoted and the API warmed up. Same from a shell:
+`python -m penguins_pipeline.artifacts rollback <version>`.
+
+Settings come from the environment (`.env.example`, "training" section); the logic lives in
+`penguins_pipeline.train_steps`.
+"""
+
+from datetime import timedelta
+
+from airflow.sdk import Asset, Param, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from penguins_pipeline.schema import CLEAN_ASSET_NAME
+
+VERSION_PATTERN = "^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$"
+
+
+def run_step(name: str, *args: object) -> object:
+    """Run a `train_steps` function; failures that a retry cannot fix fail the task at once."""
+    from penguins_pipeline import train_steps
+    from penguins_pipeline.settings import get_settings
+
+    try:
+        return getattr(train_steps, name)(get_settings(), *args)
+    except train_steps.PERMANENT_ERRORS as err:
+        raise AirflowFailException(str(err)) from err
+
+
+@dag(
+    schedule=[Asset(CLEAN_ASSET_NAME)],
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["penguins", "training"],
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={
+        "rollback_to": Param(
+            "",
+            type="string",
+            pattern=f"^$|{VERSION_PATTERN}",
+            description="Empty: train a new version. A version id: skip training and promote that version.",
+        )
+    },
+)
+def train_pipeline() -> None:
+    @task.branch
+    def choose(params: dict) -> str:
+        return "rollback" if params["rollback_to"] else "train"
+
+    @task
+    def train() -> dict:
+        return run_step("train")
+
+    @task(retries=0)
+    def quality_gate(staged: dict) -> str:
+        return run_step("gate", staged)
+
+    @task(retries=0)
+    def verify(staged: dict) -> str:
+        return run_step("verify", staged)
+
+    @task(retries=0)
+    def promote(staged: dict) -> str:
+        return run_step("promote", staged)
+
+    @task(retries=0)
+    def rollback(params: dict) -> str:
+        return run_step("rollback", params["rollback_to"])
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def prune() -> list[str]:
+        return run_step("prune")
+
+    # The warmup step retries with backoff itself; a failure leaves the model promoted (the API polls too).
+    @task(retries=0)
+    def warmup() -> dict | None:
+        return run_step("warmup")
+
+    staged = train()
+    promoted = promote(staged)
+    rolled_back = rollback()
+    choose() >> [staged, rolled_back]
+    quality_gate(staged) >> verify(staged) >> promoted
+    [promoted, rolled_back] >> prune() >> warmup()
+
+
+train_pipeline()
