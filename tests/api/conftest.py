@@ -98,7 +98,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def api_server() -> object:
     """`with api_server(artifacts_dir, **env) as url:` runs the API as a real server."""
     return running_api

@@ -1,0 +1,169 @@
+"""The web page in headless Chromium (Debian's), with every request outside localhost blocked."""
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
+
+from app.schemas import EXAMPLE_PENGUIN
+from penguins_pipeline import artifacts
+
+CHROMIUM = "/usr/bin/chromium"
+HTTP_STATUS_NOTICE = "Failed to load resource: the server responded with a status of"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "apt-get install -y chromium (the CI script does)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """A page opened offline: anything not on localhost is aborted and recorded, like console errors."""
+
+    def __init__(self, browser: Browser, url: str, width: int = 1200, height: int = 900) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._only_localhost)
+        self.page: Page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("console", self._console)
+        self.page.goto(url)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # The browser itself logs every 4xx/5xx answer; the page handles those, so they are not errors.
+        if message.type == "error" and not message.text.startswith(HTTP_STATUS_NOTICE):
+            self.errors.append(message.text)
+
+    def _only_localhost(self, route: Route) -> None:
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            self.outside.append(route.request.url)
+            route.abort()
+
+    def fill(self, penguin: dict) -> None:
+        for name, value in penguin.items():
+            if name in ("island", "sex"):
+                self.page.select_option(f"#{name}", label=str(value))
+            else:
+                self.page.fill(f"#{name}", str(value))
+
+    def close(self) -> None:
+        assert self.outside == [], self.outside
+        assert self.errors == [], self.errors
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, versions, api_server) -> Iterator[str]:
+    """One server for the page tests (they only read): starting one costs seconds."""
+    folder = tmp_path_factory.mktemp("page") / "artifacts"
+    shutil.copytree(versions.folder, folder)
+    artifacts.promote(folder, versions.main)
+    with api_server(folder) as url:
+        yield url
+
+
+def test_predict_from_the_prefilled_form(browser: Browser, server: str) -> None:
+    visit = Visit(browser, server)
+    page = visit.page
+    expect(page.locator("#penguin-form")).to_be_visible()
+    assert float(page.input_value("#bill_length_mm")) > 0  # a real penguin, ready to submit
+    assert page.locator("#island option").all_text_contents() == ["Biscoe", "Dream", "Torgersen"]
+    assert page.locator("#sex option").all_text_contents() == ["female", "male"]
+    prefilled = {name: page.input_value(f"#{name}") for name in EXAMPLE_PENGUIN}
+    expected = httpx.post(f"{server}/predict", json=prefilled).json()
+    page.click("#predict")
+    expect(page.locator("#species")).to_have_text(expected["species"])
+    expect(page.locator("#neighbors tbody tr")).to_have_count(5)
+    # The prefilled penguin is a real training penguin: it is its own nearest neighbour.
+    expect(page.locator("#neighbors tbody tr").first.locator("td").last).to_have_text("0.000")
+    expect(page.locator("#probabilities .probability")).to_have_count(3)
+    # Plotly drew the chart: training points of three species, the neighbours and the query point.
+    expect(page.locator("#chart .main-svg").first).to_be_visible()
+    assert page.locator("#chart .scatterlayer .trace").count() == 5
+    assert page.locator("#chart .point").count() > 200
+    visit.close()
+
+
+def test_the_original_example_shows_its_warnings(browser: Browser, server: str) -> None:
+    visit = Visit(browser, server)
+    expect(visit.page.locator("#penguin-form")).to_be_visible()
+    visit.fill({**EXAMPLE_PENGUIN, "sex": "female"})
+    visit.page.click("#predict")
+    expect(visit.page.locator("#warnings li").first).to_contain_text("near-tie")
+    visit.close()
+
+
+def test_an_invalid_value_shows_its_message_next_to_the_field(browser: Browser, server: str) -> None:
+    visit = Visit(browser, server)
+    page = visit.page
+    expect(page.locator("#penguin-form")).to_be_visible()
+    page.fill("#bill_length_mm", "4500")
+    page.click("#predict")
+    expect(page.locator("#error-bill_length_mm")).to_contain_text("less than or equal to 80")
+    expect(page.locator("#bill_length_mm")).to_have_attribute("aria-invalid", "true")
+    page.fill("#bill_length_mm", "")
+    page.fill("#body_mass_g", "heavy")
+    page.click("#predict")
+    expect(page.locator("#error-bill_length_mm")).to_have_text("Enter a number.")
+    expect(page.locator("#error-body_mass_g")).to_have_text("Enter a number.")
+    expect(page.locator("#result")).to_be_hidden()
+    visit.close()
+
+
+def test_random_penguin_fills_realistic_values_and_predicts(browser: Browser, server: str) -> None:
+    visit = Visit(browser, server)
+    page = visit.page
+    expect(page.locator("#penguin-form")).to_be_visible()
+    page.click("#random")
+    expect(page.locator("#neighbors tbody tr")).to_have_count(5)
+    assert 30 < float(page.input_value("#bill_length_mm")) < 62
+    assert 2500 < float(page.input_value("#body_mass_g")) < 6600
+    visit.close()
+
+
+def test_usable_at_phone_width(browser: Browser, server: str) -> None:
+    visit = Visit(browser, server, width=375, height=740)
+    page = visit.page
+    expect(page.locator("#penguin-form")).to_be_visible()
+    page.click("#predict")
+    expect(page.locator("#neighbors tbody tr")).to_have_count(5)
+    expect(page.locator("#chart .main-svg").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling of the page
+    assert page.locator("#predict").bounding_box()["width"] > 40
+    visit.close()
+
+
+def test_without_a_model_the_page_says_what_to_do_then_comes_alive(
+    browser: Browser, tmp_path: Path, versions, api_server
+) -> None:
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    with api_server(folder) as url:
+        visit = Visit(browser, url)
+        page = visit.page
+        expect(page.locator("#status")).to_contain_text("run train_pipeline")
+        expect(page.locator("#penguin-form")).to_be_hidden()
+        shutil.copytree(versions.folder / "models", folder / "models")
+        artifacts.promote(folder, versions.main)
+        expect(page.locator("#penguin-form")).to_be_visible(timeout=15_000)
+        expect(page.locator("#status")).to_be_hidden()
+        visit.close()
