@@ -1,5 +1,10 @@
-"""Fixtures for the training tests: the real penguins as the clean table has them, and quick settings."""
+"""Fixtures for the training tests: the real penguins as the clean table has them, quick settings, and a
+stand-in for the API's /warmup on a real local HTTP server."""
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import palmerpenguins
@@ -20,3 +25,43 @@ def penguins() -> pd.DataFrame:
 def quick_settings(tmp_path: Path) -> PipelineSettings:
     """Default parameters with fewer trees and folds: the same code paths in a fraction of the time."""
     return PipelineSettings(artifacts_dir=tmp_path / "artifacts", n_estimators=20, cv_folds=3, api_url="")
+
+
+class FakeApi(ThreadingHTTPServer):
+    """Answers POST /warmup with the next scripted status (then 200), recording every request's headers."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__(("127.0.0.1", 0), WarmupHandler)
+        self.statuses = statuses
+        self.requests: list[dict[str, str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class WarmupHandler(BaseHTTPRequestHandler):
+    server: FakeApi
+
+    def do_POST(self) -> None:
+        self.server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        status = self.server.statuses.pop(0) if self.server.statuses else 200
+        body = json.dumps({"model_version": "v1"} if status == 200 else {"detail": "loading"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest) -> Iterator[FakeApi]:
+    server = FakeApi(list(getattr(request, "param", [])))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -1,54 +1,14 @@
 """The warmup call against a real HTTP server on a free local port."""
 
-import json
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 import pytest
 
 from penguins_pipeline.warmup import WarmupError, warm_up
 
-
-class FakeApi(ThreadingHTTPServer):
-    """Answers POST /warmup with the next scripted status (then 200), recording every request's headers."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        super().__init__(("127.0.0.1", 0), WarmupHandler)
-        self.statuses = statuses
-        self.requests: list[dict[str, str]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class WarmupHandler(BaseHTTPRequestHandler):
-    server: FakeApi
-
-    def do_POST(self) -> None:
-        self.server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        body = json.dumps({"model_version": "v1"} if status == 200 else {"detail": "loading"}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def api(request: pytest.FixtureRequest) -> Iterator[FakeApi]:
-    server = FakeApi(list(getattr(request, "param", [])))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+if TYPE_CHECKING:
+    from conftest import FakeApi  # the `api` fixture of tests/airflow/conftest.py
 
 
 def call(url: str, token: str | None = None, attempts: int = 3) -> tuple[dict | None, list[float]]:
@@ -59,7 +19,7 @@ def call(url: str, token: str | None = None, attempts: int = 3) -> tuple[dict | 
     return answer, waits
 
 
-def test_success_returns_the_api_answer(api: FakeApi) -> None:
+def test_success_returns_the_api_answer(api: "FakeApi") -> None:
     answer, waits = call(api.url)
     assert answer == {"model_version": "v1"}
     assert waits == []
@@ -67,13 +27,13 @@ def test_success_returns_the_api_answer(api: FakeApi) -> None:
     assert "authorization" not in api.requests[0]
 
 
-def test_the_token_is_sent_as_a_bearer(api: FakeApi) -> None:
+def test_the_token_is_sent_as_a_bearer(api: "FakeApi") -> None:
     call(api.url + "/", token="s3cret")
     assert api.requests[0]["authorization"] == "Bearer s3cret"
 
 
 @pytest.mark.parametrize("api", [[503, 503]], indirect=True)
-def test_503_is_retried_with_doubling_waits(api: FakeApi) -> None:
+def test_503_is_retried_with_doubling_waits(api: "FakeApi") -> None:
     answer, waits = call(api.url)
     assert answer == {"model_version": "v1"}
     assert len(api.requests) == 3
@@ -81,13 +41,13 @@ def test_503_is_retried_with_doubling_waits(api: FakeApi) -> None:
 
 
 @pytest.mark.parametrize("api", [[503, 503, 503]], indirect=True)
-def test_giving_up_says_the_model_stays_promoted(api: FakeApi) -> None:
+def test_giving_up_says_the_model_stays_promoted(api: "FakeApi") -> None:
     with pytest.raises(WarmupError, match=r"failed after 3 attempts \(HTTP 503.*promoted anyway"):
         call(api.url)
 
 
 @pytest.mark.parametrize("api", [[403]], indirect=True)
-def test_a_wrong_token_fails_at_once_with_the_hint(api: FakeApi) -> None:
+def test_a_wrong_token_fails_at_once_with_the_hint(api: "FakeApi") -> None:
     with pytest.raises(WarmupError, match=r"HTTP 403.*check that WARMUP_TOKEN matches"):
         call(api.url, token="wrong")
     assert len(api.requests) == 1
