@@ -140,16 +140,20 @@ def stage_version(
     check_version_id(version)
     staging = ensure_writable(artifacts_dir) / f"{STAGING_PREFIX}{version}-{secrets.token_hex(4)}"
     staging.mkdir()
-    files = {}
-    for name in VERSION_FILES:
-        joblib.dump(objects[name], staging / name)
-        _fsync_path(staging / name)
-        files[name] = {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
-    _write_json_atomically(staging / MANIFEST_FILE, {**manifest, "files": files})
-    if heldout is not None:
-        joblib.dump(dict(heldout), staging / HELDOUT_FILE)
-        _fsync_path(staging / HELDOUT_FILE)
-    _fsync_path(staging)
+    try:
+        files = {}
+        for name in VERSION_FILES:
+            joblib.dump(objects[name], staging / name)
+            _fsync_path(staging / name)
+            files[name] = {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
+        _write_json_atomically(staging / MANIFEST_FILE, {**manifest, "files": files})
+        if heldout is not None:
+            joblib.dump(dict(heldout), staging / HELDOUT_FILE)
+            _fsync_path(staging / HELDOUT_FILE)
+        _fsync_path(staging)
+    except BaseException:
+        discard(staging)  # a killed process leaves it instead: hidden, and swept by `prune` an hour later
+        raise
     return staging
 
 
