@@ -20,7 +20,8 @@ from penguins_pipeline.schema import ROW_KEY
 
 # MySQL's LOAD DATA escapes (backslash first, or the others would be escaped twice).
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
-_TSV_NULL = "\\N"
+# MySQL's NULL in both directions; a text that is exactly \N also reads back as NULL.
+_NULL = "\\N"
 
 
 class BulkLoadError(RuntimeError):
@@ -121,7 +122,7 @@ def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
         sep="\t",
         header=False,
         index=False,
-        na_rep=_TSV_NULL,
+        na_rep=_NULL,
         lineterminator="\n",
         quoting=csv.QUOTE_NONE,
     )
@@ -134,15 +135,15 @@ def _read_mysql(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
         value = column
         if isinstance(column.type, sa.String):
             value = sa.func.concat('"', sa.func.replace(column, '"', '""'), '"')
-        fields.append(sa.func.ifnull(value, ""))
+        fields.append(sa.func.ifnull(value, _NULL))
     lines = conn.execute(page.with_only_columns(sa.func.concat_ws(",", *fields))).scalars().all()
     names = [column.name for column in page.selected_columns]
     if not lines:
         return pd.DataFrame(columns=names)
-    # Only an empty field is NULL: "NA" or "null" are text like any other. Dates are parsed by `typed`.
+    # Only \N is NULL ("" is an empty text; "NA" or "null" are text like any other); `typed` parses dates.
     dtypes = {
         column.name: "str" if isinstance(column.type, sa.String | sa.DateTime) else _pandas_dtype(column)
         for column in page.selected_columns
     }
     text = io.StringIO("\n".join(lines))
-    return pd.read_csv(text, names=names, header=None, dtype=dtypes, keep_default_na=False, na_values=[""])
+    return pd.read_csv(text, names=names, header=None, dtype=dtypes, keep_default_na=False, na_values=[_NULL])

@@ -21,6 +21,12 @@ class PipelineSettings(BaseSettings):
     api_url: str = "http://localhost:8000"
     warmup_token: SecretStr | None = None
 
+    # --- loading (data_pipeline) and every task ---
+    # Rows per chunk read from a CSV source or from penguins_raw: bounds the memory of a load of any size.
+    chunk_rows: int = Field(50_000, ge=1)
+    task_retries: int = Field(2, ge=0)
+    retry_delay_seconds: float = Field(10.0, ge=0)
+
     # --- training (train_pipeline) ---
     test_fraction: float = Field(0.2, gt=0, lt=1)
     random_state: int = 42

@@ -1,0 +1,127 @@
+"""Fixtures shared by every test: fresh databases on the real servers, and real Airflow DAG runs.
+
+A missing service is a failure, never a skip: CI (`.ci/run`) starts MariaDB and PostgreSQL before the tests.
+"""
+
+import json
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from penguins_pipeline.settings import PipelineSettings
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW = Path(sys.executable).parent / "airflow"
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+
+RunDag = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite data store in a file of the test's own temporary folder."""
+    return f"sqlite:///{tmp_path / 'penguins.db'}"
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh, uniquely named database on the local MariaDB (127.0.0.1:3306, root), dropped afterwards."""
+    name = f"penguins_test_{secrets.token_hex(6)}"
+    try:
+        admin = pymysql.connect(**MARIADB, connect_timeout=5, autocommit=True)
+    except pymysql.err.OperationalError as err:
+        pytest.fail(f"MariaDB does not answer on 127.0.0.1:3306 ({err}); start it as .ci/run does")
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def airflow_env(home: Path, **overrides: str) -> dict[str, str]:
+    """The environment of an Airflow process: the test's AIRFLOW_HOME and settings, none of the caller's."""
+    settings = {name.upper() for name in PipelineSettings.model_fields}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIRFLOW") and key not in settings and key != "PYTHONPATH"
+    }
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "airflow" / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        PYTHONPATH=f"{REPO / 'airflow' / 'include'}{os.pathsep}{REPO / 'api'}",
+    )
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AIRFLOW_HOME whose SQLite metadata database is migrated once for the whole session."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    migrate = subprocess.run(
+        [str(AIRFLOW), "db", "migrate"], env=airflow_env(home), capture_output=True, text=True, timeout=600
+    )
+    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
+    return home
+
+
+@pytest.fixture
+def run_dag(airflow_home: Path, tmp_path: Path) -> RunDag:
+    """`run_dag(dag_id, conf=None, **env)`: `airflow dags test <dag_id>` in a subprocess (`conf`: the run's
+    params, e.g. {"rollback_to": ...}); stdout holds stderr too.
+
+    By default the data store, the artifacts and the warmup point into the test's temporary folder (no
+    warmup call); pass e.g. PENGUINS_DB_URL=..., ARTIFACTS_DIR=... to change them.
+    """
+
+    def run(dag_id: str, conf: dict | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+        defaults = {
+            "PENGUINS_DB_URL": f"sqlite:///{tmp_path / 'penguins.db'}",
+            "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+            "API_URL": "",
+        }
+        return subprocess.run(
+            [str(AIRFLOW), "dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])],
+            env=airflow_env(airflow_home, **{**defaults, **env}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=900,
+        )
+
+    return run
+
+
+@pytest.fixture
+def task_states(airflow_home: Path) -> Callable[[str], dict[str, tuple[str, int]]]:
+    """`task_states(dag_id)`: task id -> (state, tries) in the latest run of `dag_id` (Airflow's metadata)."""
+
+    def states(dag_id: str) -> dict[str, tuple[str, int]]:
+        with sqlite3.connect(airflow_home / "airflow.db") as db:
+            rows = db.execute(
+                "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = "
+                "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
+                (dag_id, dag_id),
+            ).fetchall()
+        return {task_id: (state, tries) for task_id, state, tries in rows}
+
+    return states
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each data store the pipeline supports, in turn: the test runs once on SQLite, once on MariaDB."""
+    return request.getfixturevalue(f"{request.param}_url")
