@@ -14,7 +14,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: help install lock test lint pipeline run
+.PHONY: help install lock test lint pipeline run api bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ lint: install  ## ruff and the static checks
 
 run: install  ## the whole stack natively (Airflow + API); the first run trains by itself; Ctrl-C stops it
 	$(BIN)/python scripts/run_stack.py
+
+api: install  ## the API alone on API_PORT (default 8000), serving ARTIFACTS_DIR
+	$(BIN)/python -m app
+
+bench: install  ## the benchmarks; writes bench/results/*.json and prints a table
+	$(BIN)/python bench/serving.py
 
 pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
 	$(BIN)/airflow db migrate > /dev/null

@@ -32,6 +32,7 @@ def main() -> None:
         port=settings.api_port,
         workers=settings.api_workers,
         log_config=log_config(settings.api_log_level),
+        log_level=settings.api_log_level,
         access_log=settings.api_access_log,
         proxy_headers=True,
     )

@@ -11,11 +11,12 @@ import numpy as np
 
 
 class UnknownCategoryError(ValueError):
-    def __init__(self, field: str, value: str, allowed: Sequence[str]) -> None:
+    def __init__(self, field: str, value: str, allowed: Sequence[str], position: int | None = None) -> None:
         super().__init__(f"{field} must be one of {', '.join(allowed)} (any case), not {value!r}")
         self.field = field
         self.value = value
         self.allowed = list(allowed)
+        self.position = position  # which penguin of a batch
 
 
 class FeatureEncoder:
@@ -56,6 +57,15 @@ class FeatureEncoder:
             return self._index[field][value.strip().lower()]
         except KeyError:
             raise UnknownCategoryError(field, value, self.categories[field]) from None
+
+    def category_positions(self, field: str, values: Sequence[str]) -> np.ndarray:
+        """`category_index` of many values at once; an unknown one raises with its position."""
+        index = self._index[field]
+        positions = [index.get(value.strip().lower(), -1) for value in values]
+        if -1 in positions:
+            position = positions.index(-1)
+            raise UnknownCategoryError(field, values[position], self.categories[field], position)
+        return np.array(positions, dtype=np.intp)
 
     def encode_one(self, measures: Sequence[float], category_indices: Sequence[int]) -> np.ndarray:
         """One float64 row; Python float arithmetic is the same IEEE float64 arithmetic as the scaler's."""

@@ -10,7 +10,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.encoding import UnknownCategoryError
-from app.predictor import InvalidInstanceError
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 async def unknown_category(request: Request, error: Exception) -> JSONResponse:
     """Same shape as FastAPI's own validation errors, so a client handles one format."""
     assert isinstance(error, UnknownCategoryError)
-    position = ("instances", error.position) if isinstance(error, InvalidInstanceError) else ()
+    position = ("instances", error.position) if error.position is not None else ()
     detail = {
         "type": "enum",
         "loc": ["body", *position, error.field],

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.encoding import FeatureEncoder, UnknownCategoryError
+from app.encoding import FeatureEncoder
 from app.forest import FlatForest
 from app.loader import LoadedVersion
 from app.neighbors import NeighborIndex
@@ -18,14 +18,6 @@ from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
 N_NEIGHBORS = 5
 # Rows on which a version's fast path is checked against its own scikit-learn objects before it is served.
 SELF_CHECK_ROWS = 256
-
-
-class InvalidInstanceError(UnknownCategoryError):
-    """An unknown category in the `position`-th instance of a batch."""
-
-    def __init__(self, error: UnknownCategoryError, position: int) -> None:
-        super().__init__(error.field, error.value, error.allowed)
-        self.position = position
 
 
 class Predictor:
@@ -40,8 +32,8 @@ class Predictor:
         self.classes = tuple(str(c) for c in label_encoder.classes_)
         if list(self.classes) != manifest.get("classes"):
             raise ValueError(f"label encoder classes {self.classes} differ from the manifest's")
-        if list(model.classes_) != list(range(len(self.classes))):
-            raise ValueError("the forest must be trained on the label-encoded species 0..n-1")
+        if len(self.classes) < 2 or list(model.classes_) != list(range(len(self.classes))):
+            raise ValueError("the forest must be trained on two or more label-encoded species 0..n-1")
 
         self.encoder = FeatureEncoder(objects["preprocessor.joblib"], NUMERIC_FEATURES, CATEGORICAL_FEATURES)
         spec = manifest["features"]
@@ -50,13 +42,17 @@ class Predictor:
             raise ValueError(f"manifest categories {declared} differ from the preprocessor's")
         ranges = {n["name"]: (float(n["min"]), float(n["max"])) for n in spec["numeric"]}
         self._ranges = tuple((name, *ranges[name]) for name in NUMERIC_FEATURES)
+        self._lows = np.array([low for _, low, _ in self._ranges])
+        self._highs = np.array([high for _, _, high in self._ranges])
         islands = self.encoder.categories["island"]
-        self._island_species = frozenset(
-            (islands.index(island), self.classes.index(species))
-            for island, seen in manifest["species_by_island"].items()
-            for species in seen
-            if island in islands and species in self.classes
-        )
+        # _seen[island, species]: that species lived on that island in the training data.
+        self._seen = np.zeros((len(islands), len(self.classes)), dtype=bool)
+        for island, species in manifest["species_by_island"].items():
+            if island in islands:
+                self._seen[
+                    islands.index(island), [self.classes.index(s) for s in species if s in self.classes]
+                ] = True
+        self._seen.flags.writeable = False
 
         self.forest = FlatForest(model)
         pca = objects["pca.joblib"]
@@ -110,13 +106,12 @@ class Predictor:
             [(p.bill_length_mm, p.bill_depth_mm, p.flipper_length_mm, p.body_mass_g) for p in penguins],
             dtype=np.float64,
         ).reshape(len(penguins), len(NUMERIC_FEATURES))
-        categories = np.empty((len(penguins), 2), dtype=np.intp)
-        index = self.encoder.category_index
-        for position, penguin in enumerate(penguins):
-            try:
-                categories[position] = (index("island", penguin.island), index("sex", penguin.sex))
-            except UnknownCategoryError as err:
-                raise InvalidInstanceError(err, position) from None
+        categories = np.column_stack(
+            [
+                self.encoder.category_positions("island", [p.island for p in penguins]),
+                self.encoder.category_positions("sex", [p.sex for p in penguins]),
+            ]
+        )
         rows = self.encoder.encode_many(measures, categories)
         probabilities = self.forest.predict_proba(rows.astype(np.float32))
         best = probabilities.argmax(axis=1)
@@ -125,21 +120,36 @@ class Predictor:
         if include_neighbors:
             distances, indices = self._neighbors.query_many(rows)
             neighbors = [self._neighbor_dicts(d, i) for d, i in zip(distances.tolist(), indices, strict=True)]
-        answers = []
-        for position, (p, b, (x, y)) in enumerate(
-            zip(probabilities.tolist(), best.tolist(), pca, strict=True)
-        ):
-            answers.append(
-                {
-                    "species": self.classes[b],
-                    "probabilities": dict(zip(self.classes, p, strict=True)),
-                    "neighbors": neighbors[position],
-                    "pca": {"x": x, "y": y},
-                    "model_version": self.version,
-                    "warnings": self._warnings(measures[position].tolist(), categories[position, 0], b, p),
-                }
+        flagged = self._may_warn(measures, probabilities, categories[:, 0], best)
+        probabilities, best = probabilities.tolist(), best.tolist()
+        warnings = {
+            i: self._warnings(measures[i].tolist(), int(categories[i, 0]), best[i], probabilities[i])
+            for i in flagged
+        }
+        classes, version = self.classes, self.version
+        return [
+            {
+                "species": classes[b],
+                "probabilities": dict(zip(classes, p, strict=True)),
+                "neighbors": n,
+                "pca": {"x": x, "y": y},
+                "model_version": version,
+                "warnings": warnings.get(position, []),
+            }
+            for position, (b, p, n, (x, y)) in enumerate(
+                zip(best, probabilities, neighbors, pca, strict=True)
             )
-        return answers
+        ]
+
+    def _may_warn(
+        self, measures: np.ndarray, probabilities: np.ndarray, islands: np.ndarray, best: np.ndarray
+    ) -> list[int]:
+        """Rows of a batch that get at least one warning: the conditions of `_warnings`, vectorised."""
+        outside = ((measures < self._lows) | (measures > self._highs)).any(axis=1)
+        top_two = np.sort(probabilities, axis=1)[:, -2:]
+        near_tie = top_two[:, 1] - top_two[:, 0] < self._near_tie_margin
+        unseen = ~self._seen[islands, best]
+        return np.flatnonzero(outside | near_tie | unseen).tolist()
 
     def _neighbor_dicts(self, distances: Sequence[float], rows: np.ndarray) -> list[dict[str, Any]]:
         islands, sexes, classes = (
@@ -149,20 +159,14 @@ class Predictor:
         )
         return [
             {
-                "bill_length_mm": bill_length,
-                "bill_depth_mm": bill_depth,
-                "flipper_length_mm": flipper_length,
-                "body_mass_g": body_mass,
+                **dict(zip(NUMERIC_FEATURES, measures, strict=True)),
                 "island": islands[island],
                 "sex": sexes[sex],
                 "species": classes[label],
                 "distance": distance,
                 "pca": {"x": x, "y": y},
             }
-            for (bill_length, bill_depth, flipper_length, body_mass), (island, sex), label, distance, (
-                x,
-                y,
-            ) in zip(
+            for measures, (island, sex), label, distance, (x, y) in zip(
                 self._split_measures[rows].tolist(),
                 self._split_categories[rows].tolist(),
                 self._split_labels[rows].tolist(),
@@ -189,10 +193,8 @@ class Predictor:
             for value, (name, low, high) in zip(measures, self._ranges, strict=True)
             if not low <= value <= high
         ]
-        runner_up = max(
-            (i for i in range(len(probabilities)) if i != best), key=probabilities.__getitem__, default=None
-        )
-        if runner_up is not None and probabilities[best] - probabilities[runner_up] < self._near_tie_margin:
+        runner_up = max((i for i in range(len(probabilities)) if i != best), key=probabilities.__getitem__)
+        if probabilities[best] - probabilities[runner_up] < self._near_tie_margin:
             warnings.append(
                 {
                     "code": "near_tie",
@@ -201,7 +203,7 @@ class Predictor:
                     f"{self.classes[runner_up]} {probabilities[runner_up]:.2f}",
                 }
             )
-        if (island, best) not in self._island_species:
+        if not self._seen[island, best]:
             island_name = self.encoder.categories["island"][island]
             warnings.append(
                 {

@@ -1,0 +1,306 @@
+"""Serving benchmark: /predict against a hello-world endpoint that parses the same pydantic body.
+
+Both run as one uvicorn worker (no access log, same flags), loaded in turn by Debian's `wrk` on loopback,
+alternating servers so that both see the same background load; only ratios from one run are compared.
+Bodies rotate over real penguins, so nothing can be answered from a cache. Also: a 10,000-penguin batch
+in-process and over HTTP, cold start (process start to the first 200 of /predict), RSS, and the nearest-
+neighbour search over a 1,000,000-row training split. Writes bench/results/serving.json, prints a table.
+
+    make bench                     # or: python bench/serving.py --seconds 10 --rounds 3
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import palmerpenguins
+import psutil
+from fastapi import FastAPI
+
+from app.loader import load_version
+from app.neighbors import NeighborIndex
+from app.predictor import N_NEIGHBORS, Predictor
+from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "serving.json"
+FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+
+hello_app = FastAPI()
+
+
+@hello_app.post("/predict")
+async def hello(penguin: PenguinFeatures) -> dict[str, str]:
+    """The baseline: FastAPI parsing and validating the same body, answering a constant."""
+    return {"species": "hello"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_200(url: str, body: dict[str, Any], process: subprocess.Popen, timeout: float = 120) -> float:
+    """Seconds from `process` start until POST `url` answers 200 (polled every 10 ms)."""
+    start = psutil.Process(process.pid).create_time()
+    while time.time() - start < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: see its log above")
+        try:
+            if httpx.post(url, json=body, timeout=2).status_code == 200:
+                return time.time() - start
+        except httpx.TransportError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as output:  # the child keeps its own handle
+        return subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
+
+
+def wrk_script(bodies: list[dict[str, Any]], folder: Path) -> Path:
+    lines = ",\n".join(f"  [[{json.dumps(body)}]]" for body in bodies)
+    script = folder / "bodies.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"local bodies = {{\n{lines}\n}}\n"
+        "local i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
+        "  return wrk.format(nil, nil, nil, bodies[i])\nend\n"
+    )
+    return script
+
+
+def milliseconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} failed responses\n{output}")
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": milliseconds(percentiles["50"]),
+        "p99_ms": milliseconds(percentiles["99"]),
+    }
+
+
+def alternate(
+    urls: dict[str, str], script: Path, connections: int, seconds: int, rounds: int
+) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            runs[name].append(run_wrk(url, script, connections, seconds))
+    summary = {
+        name: {key: statistics.median(run[key] for run in results) for key in results[0]} | {"runs": results}
+        for name, results in runs.items()
+    }
+    return summary
+
+
+def train_version(folder: Path) -> str:
+    """A real version, by the pipeline's own code (imported here: the hello server imports this module)."""
+    from penguins_pipeline import artifacts
+    from penguins_pipeline.schema import DATA_COLUMNS
+    from penguins_pipeline.settings import PipelineSettings
+    from penguins_pipeline.train import train_and_write
+
+    clean = palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
+    version = train_and_write(clean, folder, PipelineSettings(artifacts_dir=folder))
+    artifacts.promote(folder, version)
+    return version
+
+
+def real_penguins(count: int) -> list[dict[str, Any]]:
+    frame = palmerpenguins.load_penguins().dropna(subset=FEATURES)[FEATURES].sample(count, random_state=0)
+    penguins = [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+    for i, penguin in enumerate(penguins):  # the form's spelling and others: matching is case-insensitive
+        penguin["sex"] = penguin["sex"].capitalize() if i % 2 else penguin["sex"]
+    return penguins
+
+
+def timed(function, repeat: int) -> float:
+    """Median seconds of `repeat` calls."""
+    durations = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations)
+
+
+def in_process(folder: Path, version: str, penguins: list[dict[str, Any]]) -> dict[str, Any]:
+    predictor = Predictor(load_version(folder, version), near_tie_margin=0.2)
+    batch = [PenguinFeatures(**penguins[i % len(penguins)]) for i in range(10_000)]
+    one = batch[0]
+    return {
+        "predict_one_us": timed(lambda: predictor.predict(one), 2000) * 1e6,
+        "batch_10000_no_neighbors_ms": timed(lambda: predictor.predict_batch(batch, False), 7) * 1e3,
+        "batch_10000_with_neighbors_ms": timed(lambda: predictor.predict_batch(batch, True), 3) * 1e3,
+    }
+
+
+def million_row_neighbors(folder: Path, version: str) -> dict[str, float]:
+    """The KD-tree over a 1,000,000-row training split (real rows, jittered), then single queries."""
+    predictor = Predictor(load_version(folder, version), near_tie_margin=0.2)
+    rng = np.random.default_rng(0)
+    measures = predictor._split_measures[rng.integers(0, len(predictor._split_measures), 1_000_000)]
+    measures = measures * rng.normal(1, 0.02, measures.shape)
+    categories = predictor._split_categories[rng.integers(0, len(predictor._split_categories), 1_000_000)]
+    points = predictor.encoder.encode_many(measures, categories)
+    start = time.perf_counter()
+    index = NeighborIndex(points, N_NEIGHBORS)
+    build = time.perf_counter() - start
+    queries = points[rng.integers(0, len(points), 2000)] + rng.normal(0, 0.05, (2000, points.shape[1]))
+    query = timed(lambda: [index.query_one(q) for q in queries], 3) / len(queries)
+    return {"rows": 1_000_000, "build_s": build, "query_us": query * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two servers (at least 2)")
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    servers: list[subprocess.Popen] = []
+    try:
+        version = train_version(work / "artifacts")
+        penguins = real_penguins(64)
+        script = wrk_script(penguins, work)
+        env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "api"), str(ROOT / "bench")])}
+
+        hello_port, api_port = free_port(), free_port()
+        hello = start(
+            [sys.executable, "-m", "uvicorn", "serving:hello_app", "--host", "127.0.0.1",
+             "--port", str(hello_port), "--no-access-log", "--log-level", "warning"],
+            env,
+            work / "hello.log",
+        )  # fmt: skip
+        servers.append(hello)
+        api = start(
+            [sys.executable, "-m", "app"],
+            env
+            | {
+                "ARTIFACTS_DIR": str(work / "artifacts"),
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(api_port),
+                "API_WORKERS": "1",
+                "API_ACCESS_LOG": "false",
+                "API_LOG_LEVEL": "warning",
+            },
+            work / "api.log",
+        )
+        servers.append(api)
+        urls = {
+            "hello": f"http://127.0.0.1:{hello_port}/predict",
+            "predict": f"http://127.0.0.1:{api_port}/predict",
+        }
+        cold_start = wait_for_200(urls["predict"], penguins[0], api)
+        wait_for_200(urls["hello"], penguins[0], hello)
+
+        throughput = alternate(urls, script, args.connections, args.seconds, max(args.rounds, 2))
+        single = alternate(urls, script, 1, args.seconds, max(args.rounds, 2))
+        batch_body = {"instances": [penguins[i % len(penguins)] for i in range(10_000)]}
+        batch_url = f"http://127.0.0.1:{api_port}/predict/batch"
+        http_batch = timed(lambda: httpx.post(batch_url, json=batch_body, timeout=60).raise_for_status(), 5)
+        rss = psutil.Process(api.pid).memory_info().rss
+        results = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average": os.getloadavg()},
+            "setup": {"wrk_seconds": args.seconds, "rounds": max(args.rounds, 2),
+                      "connections": args.connections, "uvicorn_workers": 1, "access_log": False,
+                      "bodies": len(penguins)},
+            "throughput": throughput,
+            "single_connection": single,
+            "ratios": {
+                "throughput_predict_over_hello": throughput["predict"]["requests_per_second"]
+                / throughput["hello"]["requests_per_second"],
+                "single_connection_p50_predict_over_hello": single["predict"]["p50_ms"]
+                / single["hello"]["p50_ms"],
+            },
+            "cold_start_s": cold_start,
+            "rss_mb_after_load": rss / 2**20,
+            "http_batch_10000_no_neighbors_ms": http_batch * 1e3,
+            "in_process": in_process(work / "artifacts", version, penguins),
+            "neighbors_1m": million_row_neighbors(work / "artifacts", version),
+        }  # fmt: skip
+    except Exception:
+        for log in work.glob("*.log"):
+            print(f"--- {log.name}\n{log.read_text()}", file=sys.stderr)
+        raise
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=15)
+        shutil.rmtree(work, ignore_errors=True)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    t, s, ratios = r["throughput"], r["single_connection"], r["ratios"]
+    goals = [
+        ("/predict req/s over hello (goal >= 0.5)", ratios["throughput_predict_over_hello"], 0.5, "ge"),
+        (
+            "1-connection p50 over hello (goal <= 2)",
+            ratios["single_connection_p50_predict_over_hello"],
+            2,
+            "le",
+        ),
+        ("10,000 batch in-process, ms (goal < 50)", r["in_process"]["batch_10000_no_neighbors_ms"], 50, "lt"),
+    ]
+    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'1-conn p50 ms':>15}")
+    for name in ("hello", "predict"):
+        print(f"{name:24}{t[name]['requests_per_second']:>10.0f}{t[name]['p50_ms']:>9.2f}{t[name]['p99_ms']:>9.2f}"
+              f"{s[name]['p50_ms']:>15.3f}")  # fmt: skip
+    for label, value, goal, sense in goals:
+        met = {"ge": value >= goal, "le": value <= goal, "lt": value < goal}[sense]
+        print(f"{label:44}{value:>9.2f}  {'met' if met else 'MISSED'}")
+    p = r["in_process"]
+    print(f"{'predict, in-process, us':44}{p['predict_one_us']:>9.1f}")
+    print(f"{'10,000 batch over HTTP, ms':44}{r['http_batch_10000_no_neighbors_ms']:>9.1f}")
+    print(f"{'cold start to first 200, s':44}{r['cold_start_s']:>9.2f}")
+    print(f"{'RSS after load, MB':44}{r['rss_mb_after_load']:>9.0f}")
+    n = r["neighbors_1m"]
+    print(f"{'1M-row KD-tree: build s / query us':44}{n['build_s']:>9.2f} / {n['query_us']:.1f}")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
