@@ -23,9 +23,7 @@ from datetime import timedelta
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from penguins_pipeline.schema import CLEAN_ASSET_NAME
-
-VERSION_PATTERN = "^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$"
+from penguins_pipeline.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
 
 
 def run_step(name: str, *args: object) -> object:
@@ -50,7 +48,7 @@ def run_step(name: str, *args: object) -> object:
         "rollback_to": Param(
             "",
             type="string",
-            pattern=f"^$|{VERSION_PATTERN}",
+            pattern=f"^$|{VERSION_ID_PATTERN}",
             description="Empty: train a new version. A version id: skip training and promote that version.",
         )
     },
@@ -64,19 +62,19 @@ def train_pipeline() -> None:
     def train() -> dict:
         return run_step("train")
 
-    @task(retries=0)
+    @task
     def quality_gate(staged: dict) -> str:
         return run_step("gate", staged)
 
-    @task(retries=0)
+    @task
     def verify(staged: dict) -> str:
         return run_step("verify", staged)
 
-    @task(retries=0)
+    @task
     def promote(staged: dict) -> str:
         return run_step("promote", staged)
 
-    @task(retries=0)
+    @task
     def rollback(params: dict) -> str:
         return run_step("rollback", params["rollback_to"])
 

@@ -37,6 +37,8 @@ def test_gate_verify_promote_publish_the_staged_version(
     assert not (
         artifacts.version_dir(quick_settings.artifacts_dir, staged["version"]) / artifacts.HELDOUT_FILE
     ).exists()
+    # A retried `promote` (the disk hiccuped after the rename, say) finds the version published and finishes.
+    assert train_steps.promote(quick_settings, staged) == staged["version"]
 
 
 def test_a_refused_model_leaves_no_staging_behind(staged: dict, quick_settings: PipelineSettings) -> None:

@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 
 from penguins_pipeline.model import TrainedModel
+from penguins_pipeline.schema import VERSION_ID_PATTERN
 
 CURRENT_FILE = "current.json"
 MODELS_DIR = "models"
@@ -43,7 +44,7 @@ VERSION_FILES = [*MODEL_FILES.values(), VIZ_FILE, SPLIT_FILE]
 # Held-out rows and the in-memory model's answers, kept in the staging folder only until `publish`.
 HELDOUT_FILE = ".heldout.joblib"
 STAGING_PREFIX = ".tmp-"
-VERSION_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$")
+VERSION_PATTERN = re.compile(VERSION_ID_PATTERN)
 STALE_STAGING_SECONDS = 3600
 
 

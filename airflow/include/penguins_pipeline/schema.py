@@ -34,3 +34,6 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 REQUIRED_COLUMNS = [TARGET, *FEATURES]
 # The key of both tables: the row's 1-based position in the source, so every clean row points at its raw row.
 ROW_KEY = "source_row"
+# A model version id: UTC time to the microsecond (lexical order = chronological) and 8 hex of the data+params
+# hash, e.g. 20261127T123456123456Z-1a2b3c4d. The API accepts the same pattern (no path can sneak in).
+VERSION_ID_PATTERN = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$"

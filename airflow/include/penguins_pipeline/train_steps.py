@@ -73,7 +73,9 @@ def verify(settings: PipelineSettings, staged: dict[str, Any]) -> str:
 
 
 def promote(settings: PipelineSettings, staged: dict[str, Any]) -> str:
-    artifacts.publish(staging_dir(settings, staged))
+    """Publish the staged folder, then point current.json at it (a retry finds it published already)."""
+    if not artifacts.version_dir(settings.artifacts_dir, staged["version"]).is_dir():
+        artifacts.publish(staging_dir(settings, staged))
     current = artifacts.promote(settings.artifacts_dir, staged["version"])
     log.info("Promoted %s in %s", current["version"], settings.artifacts_dir)
     return current["version"]
