@@ -34,7 +34,6 @@ def main() -> None:
         log_config=log_config(settings.api_log_level),
         log_level=settings.api_log_level,
         access_log=settings.api_access_log,
-        proxy_headers=True,
     )
 
 

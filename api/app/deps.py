@@ -11,7 +11,7 @@ from app.model_store import NO_MODEL_YET, ModelStore
 from app.predictor import Predictor
 
 
-async def get_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -27,7 +27,7 @@ async def get_predictor(request: Request) -> Predictor:
     return predictor
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 
