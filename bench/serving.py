@@ -10,6 +10,7 @@ neighbour search over a 1,000,000-row training split. Writes bench/results/servi
 """
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -159,6 +160,7 @@ def timed(function, repeat: int) -> float:
 
 def in_process(folder: Path, version: str, penguins: list[dict[str, Any]]) -> dict[str, Any]:
     predictor = Predictor(load_version(folder, version), near_tie_margin=0.2)
+    gc.freeze()  # as the server does after loading a version
     batch = [PenguinFeatures(**penguins[i % len(penguins)]) for i in range(10_000)]
     one = batch[0]
     return {
