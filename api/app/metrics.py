@@ -42,9 +42,12 @@ MODEL_LOAD_FAILURES = Counter(
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Any token is a valid HTTP method: label the standard ones, lump the rest, so series stay bounded.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "OTHER"
     REQUESTS.labels(route, method, status).inc()
     LATENCY.labels(route, method, status).observe(seconds)
 

@@ -46,6 +46,7 @@ def test_requests_predictions_and_model_are_counted(client: TestClient, versions
     client.post("/predict", json={**EXAMPLE_PENGUIN, "island": "Mars"})
     client.post("/predict/batch", json={"instances": [EXAMPLE_PENGUIN] * 5})
     client.get("/no/such/page")
+    client.request("BREW", "/predict")
     after = client.get("/metrics").text
 
     def grew(name: str, **labels: str) -> float:
@@ -54,6 +55,7 @@ def test_requests_predictions_and_model_are_counted(client: TestClient, versions
     assert grew("http_requests_total", route="/predict", method="POST", status="200") == 3
     assert grew("http_requests_total", route="/predict", method="POST", status="422") == 1
     assert grew("http_requests_total", route="unmatched", status="404") == 1
+    assert grew("http_requests_total", route="/predict", method="OTHER", status="405") == 1
     assert grew("http_request_duration_seconds_count", route="/predict/batch", status="200") == 1
     species = client.post("/predict", json=EXAMPLE_PENGUIN).json()["species"]
     assert grew("penguins_predictions_total", species=species) == 8
