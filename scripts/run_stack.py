@@ -1,8 +1,8 @@
 """The whole stack natively (`make run`), supervised like docker-compose.yml but without Docker.
 
 Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
-the last model at once), `airflow db migrate`, then `airflow api-server` (tasks need its execution API, so
-it comes before the others), `airflow scheduler` and `airflow dag-processor` (LocalExecutor). Each child
+the last model at once), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and
+once the api-server answers (tasks need its execution API) `airflow scheduler` (LocalExecutor). Each child
 runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group, and whatever a
 group left behind is killed, so no process outlives the supervisor.
 Settings come from the environment (see the native section of .env.example).
@@ -305,7 +305,7 @@ def print_settings(stack: Stack) -> None:
         f"Airflow metadata: {metadata}\n"
         f"Data store:       {describe_db(env.get('PENGUINS_DB_URL'), 'SQLite in .local/')}\n"
         f"Artifacts:        {env['ARTIFACTS_DIR']}\n"
-        "Starting the API, migrating the Airflow database, then api-server, scheduler and dag-processor...",
+        "Starting the API, migrating the Airflow database, then api-server, dag-processor and scheduler...",
         flush=True,
     )
 
@@ -318,9 +318,10 @@ def start(stack: Stack) -> None:
     stack.run_once("airflow-db-migrate", [airflow, "db", "migrate"])
     address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]
     stack.component("airflow-apiserver", [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address])
+    # The dag-processor has its own in-process execution API: it parses the DAGs while the api-server starts.
+    stack.component("airflow-dag-processor", [airflow, AIRFLOW_COMMANDS["airflow-dag-processor"]])
     stack.wait_until("Airflow api-server", lambda: airflow_health(config).get("metadatabase") == "healthy")
-    for name in ("airflow-scheduler", "airflow-dag-processor"):
-        stack.component(name, [airflow, AIRFLOW_COMMANDS[name]])
+    stack.component("airflow-scheduler", [airflow, AIRFLOW_COMMANDS["airflow-scheduler"]])
 
     def components_healthy() -> bool:
         health = airflow_health(config)

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -26,14 +27,10 @@ def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("busy", ["AIRFLOW_PORT", "API_PORT"])
-def test_a_port_in_use_is_a_clear_message_and_nothing_starts(tmp_path: Path, busy: str) -> None:
+def test_a_port_in_use_is_a_clear_message_and_nothing_starts(
+    tmp_path: Path, busy: str, free_port: Callable[[], int]
+) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()

@@ -1,0 +1,250 @@
+"""End to end as a user runs it: `scripts/run_stack.py` (what `make run` starts) from an empty state on free
+ports, the real scheduler training the first model by itself, a retrain triggered through Airflow's REST API
+and served without a restart, then a SIGTERM that must leave no process behind.
+
+Run twice: with the native defaults (SQLite for Airflow metadata and for the data) and with the databases the
+compose stack uses (PostgreSQL metadata, MySQL-compatible data store), each in a fresh database.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from app.schemas import EXAMPLE_PENGUIN
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = ["data_pipeline", "train_pipeline"]
+TRAIN_TIMEOUT_S = 600.0
+# Variables of the developer's shell that would point the stack at their own state instead of the test's.
+INHERITED_STATE = {
+    *["AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PENGUINS_DB_URL", "ARTIFACTS_DIR", "API_URL"],
+    *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT"],
+}
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, stack: "NativeStack") -> Any:
+    """Poll until `check` returns something truthy; fail with the component logs if the stack died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert stack.process.poll() is None, (
+            f"the supervisor exited while waiting for {what}\n{stack.report()}"
+        )
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s\n{stack.report()}"
+        time.sleep(1.0)
+
+
+@dataclass
+class NativeStack:
+    """One supervisor process and HTTP clients for the API and the Airflow REST API it serves."""
+
+    env: dict[str, str]
+    state: Path
+    process: subprocess.Popen[bytes] = field(init=False)
+    started_at: float = field(init=False)
+
+    def start(self) -> None:
+        self.output = self.state / f"supervisor-{time.monotonic_ns()}.out"
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, str(REPO / "scripts" / "run_stack.py")],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.started_at = time.monotonic()
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.env['API_PORT']}", timeout=10)
+        self.airflow = httpx.Client(base_url=f"http://127.0.0.1:{self.env['AIRFLOW_PORT']}", timeout=30)
+
+    def tree(self) -> list[psutil.Process]:
+        root = psutil.Process(self.process.pid)
+        return [root, *root.children(recursive=True)]
+
+    def api_pid(self) -> int:
+        (api,) = [p.pid for p in self.tree() if command(p)[-2:] == ["-m", "app"]]
+        return api
+
+    def prediction(self) -> dict[str, Any] | None:
+        try:
+            response = self.api.post("/predict", json=EXAMPLE_PENGUIN)
+        except httpx.TransportError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def login(self) -> None:
+        response = self.airflow.post("/auth/token", json={"username": "admin", "password": "admin"})
+        assert response.status_code in (200, 201), response.text
+        self.airflow.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        response = self.airflow.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "run_after"})
+        if response.status_code == 404:
+            return []  # the dag-processor has not parsed the file yet
+        assert response.status_code == 200, response.text
+        return response.json()["dag_runs"]
+
+    def assert_no_failed_run(self) -> None:
+        """Fail at once when a DAG run failed: no use waiting out a timeout for a model that will not come."""
+        failed = [run["dag_run_id"] for dag in DAGS for run in self.dag_runs(dag) if run["state"] == "failed"]
+        assert failed == [], f"{failed} failed\n{self.report()}"
+
+    def trained_prediction(self) -> dict[str, Any] | None:
+        """A prediction once a model is served (the DAG runs are checked once Airflow answers)."""
+        with contextlib.suppress(httpx.TransportError):
+            if "Authorization" not in self.airflow.headers:
+                self.login()
+            self.assert_no_failed_run()
+        return self.prediction()
+
+    def stop(self) -> int:
+        """SIGTERM, as `kill` or a service manager would send; Ctrl-C takes the same path (SIGINT)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=90)
+
+    def report(self) -> str:
+        """The supervisor's output and the end of every component log, for a failing assertion."""
+        parts = [self.output.read_text(errors="replace")]
+        for log in sorted((self.state / "logs").glob("*.log")):
+            parts.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+        for log in sorted((self.state / "airflow" / "logs").glob("dag_id=*/**/*.log")):
+            errors = [x for x in log.read_text(errors="replace").splitlines() if '"level":"error"' in x]
+            parts += [f"--- {log.relative_to(self.state)}", *errors[-5:]]
+        return "\n".join(parts)
+
+
+def command(process: psutil.Process) -> list[str]:
+    """The command line, or [] for a task process that has just ended."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def alive(process: psutil.Process) -> bool:
+    """Still the same process (pid not reused) and not just an unreaped zombie."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def pss_mb(processes: list[psutil.Process]) -> float:
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_full_info().pss
+    return total / 2**20
+
+
+@pytest.fixture
+def native_env(tmp_path: Path, free_port: Callable[[], int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_STATE}
+    return {
+        **env,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "STACK_LOG_DIR": str(tmp_path / "logs"),
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "PENGUINS_DB_URL": f"sqlite:///{tmp_path / 'penguins.db'}",
+        "AIRFLOW_PORT": str(free_port()),
+        "API_PORT": str(free_port()),
+    }
+
+
+def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
+    stack.start()
+    try:
+        # 1. From nothing: data_pipeline (@once) and then train_pipeline (Asset) run by themselves.
+        first = wait_for("first prediction", stack.trained_prediction, TRAIN_TIMEOUT_S, stack)
+        seconds, processes = time.monotonic() - stack.started_at, stack.tree()
+        pss = pss_mb(processes)
+        print(f"\nfirst prediction after {seconds:.0f} s; PSS {pss:.0f} MB over {len(processes)} processes")
+        assert first["species"] in first["probabilities"]
+        assert (tmp_path / "artifacts" / "current.json").exists()
+        api_pid = stack.api_pid()
+
+        # The API picks the promoted version up while train_pipeline still prunes and warms up.
+        def first_training_done() -> bool:
+            return [run["state"] for run in stack.dag_runs("train_pipeline")] == ["success"]
+
+        wait_for("train_pipeline success", first_training_done, 120, stack)
+        (data_run,) = stack.dag_runs("data_pipeline")
+        (train_run,) = stack.dag_runs("train_pipeline")
+        assert (data_run["run_type"], data_run["state"]) == ("scheduled", "success")
+        assert train_run["run_type"] == "asset_triggered"
+
+        # 2. A new data_pipeline run, triggered through the REST API as the UI does.
+        response = stack.airflow.post("/api/v2/dags/data_pipeline/dagRuns", json={"logical_date": None})
+        assert response.status_code == 200, response.text
+        assert response.json()["run_type"] == "manual"
+
+        def retrained() -> bool:
+            stack.assert_no_failed_run()
+            runs = stack.dag_runs("train_pipeline")
+            return len(runs) == 2 and runs[-1]["state"] == "success"
+
+        wait_for("asset-triggered retrain", retrained, TRAIN_TIMEOUT_S, stack)
+        assert stack.dag_runs("data_pipeline")[-1]["state"] == "success"
+        assert stack.dag_runs("train_pipeline")[-1]["run_type"] == "asset_triggered"
+
+        # 3. The running API serves the new version: same process, no restart.
+        second = wait_for(
+            "new model version served",
+            lambda: (p := stack.prediction()) and p["model_version"] != first["model_version"] and p,
+            60,
+            stack,
+        )
+        assert stack.api_pid() == api_pid
+        assert second["species"] == first["species"]
+
+        # 4. SIGTERM stops everything: no process of the tree survives.
+        processes = stack.tree()
+        assert len(processes) >= 5, [command(p) for p in processes]
+    finally:
+        code = stack.stop()
+    assert code == 0, stack.report()
+    survivors = [p for p in processes if alive(p)]
+    assert survivors == [], [command(p) for p in survivors]
+
+
+@pytest.mark.timeout(1500)
+def test_native_stack_on_sqlite_trains_retrains_and_stops_clean(
+    native_env: dict[str, str], tmp_path: Path
+) -> None:
+    stack = NativeStack(native_env, tmp_path)
+    run_end_to_end(stack, tmp_path)
+
+    # A second start reuses the state: the API serves the promoted model at once, nothing retrains.
+    served = (tmp_path / "artifacts" / "current.json").read_text()
+    stack.start()
+    try:
+        again = wait_for("prediction after a restart", stack.prediction, 60, stack)
+        print(f"second start: prediction after {time.monotonic() - stack.started_at:.1f} s")
+        assert again["model_version"] in served
+        wait_for("the stack up again", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
+        stack.login()
+        assert len(stack.dag_runs("data_pipeline")) == 2, "data_pipeline (@once) must not run again"
+    finally:
+        assert stack.stop() == 0, stack.report()
+
+
+@pytest.mark.timeout(1500)
+def test_native_stack_on_postgres_and_mysql(
+    native_env: dict[str, str], tmp_path: Path, postgres_url: str, mariadb_url: str
+) -> None:
+    env = {**native_env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url, "PENGUINS_DB_URL": mariadb_url}
+    run_end_to_end(NativeStack(env, tmp_path), tmp_path)
