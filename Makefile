@@ -48,6 +48,7 @@ api: install  ## the API alone on API_PORT (default 8000), serving ARTIFACTS_DIR
 
 bench: install  ## the benchmarks; writes bench/results/*.json and prints a table
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/pipeline_scale.py
 
 pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
 	$(BIN)/airflow db migrate > /dev/null

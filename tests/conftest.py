@@ -3,13 +3,16 @@
 A missing service is a failure, never a skip: CI (`.ci/run`) starts MariaDB and PostgreSQL before the tests.
 """
 
+import contextlib
 import json
 import os
 import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pymysql
@@ -125,3 +128,36 @@ def task_states(airflow_home: Path) -> Callable[[str], dict[str, tuple[str, int]
 def db_url(request: pytest.FixtureRequest) -> str:
     """Each data store the pipeline supports, in turn: the test runs once on SQLite, once on MariaDB."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@contextmanager
+def reading_continuously(read: Callable[[], int], pause: float = 0.02) -> Iterator[list[int]]:
+    """Call `read` every `pause` seconds in a thread while the block runs; yields the results, re-raises
+    a reader's error. The pause leaves CPU to the writer being watched (a partial table lasts far longer)."""
+    results: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(pause):
+            try:
+                results.append(read())
+            except BaseException as err:  # any failure of a reader is what the caller looks for
+                errors.append(err)
+                return
+
+    reader = threading.Thread(target=loop)
+    reader.start()
+    try:
+        yield results
+    finally:
+        done.set()
+        reader.join(timeout=120)
+    if errors:
+        raise AssertionError(f"a reader failed after {len(results)} reads") from errors[0]
+
+
+@pytest.fixture
+def keep_reading() -> Callable[[Callable[[], int]], contextlib.AbstractContextManager[list[int]]]:
+    """`with keep_reading(lambda: len(read_clean(url))) as seen:`: what readers see while the block runs."""
+    return reading_continuously

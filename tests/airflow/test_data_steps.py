@@ -58,6 +58,21 @@ def test_a_run_fills_both_tables_with_exact_counts(db_url: str) -> None:
     pd.testing.assert_frame_equal(clean.drop(columns="run_id"), store.read_clean(db_url))
 
 
+def test_a_second_run_gives_the_same_rows(db_url: str) -> None:
+    settings = PipelineSettings(penguins_db_url=db_url, penguins_source="synthetic:3000", chunk_rows=700)
+    run_all(settings, "first")
+    first = snapshot(db_url)
+    run_all(settings, "second")
+    second = snapshot(db_url)
+    assert first.keys() == second.keys() == {RAW_TABLE, CLEAN_TABLE}
+    pd.testing.assert_frame_equal(
+        second[CLEAN_TABLE].drop(columns="run_id"), first[CLEAN_TABLE].drop(columns="run_id")
+    )
+    data = [ROW_KEY, *DATA_COLUMNS]
+    pd.testing.assert_frame_equal(second[RAW_TABLE][data], first[RAW_TABLE][data])
+    assert set(second[CLEAN_TABLE]["run_id"]) == {"second"}
+
+
 def test_the_clean_step_reports_rows_in_dropped_and_out(sqlite_url: str) -> None:
     settings = PipelineSettings(penguins_db_url=sqlite_url)
     data_steps.store_raw(settings, data_steps.ingest(settings, "r"))

@@ -1,7 +1,8 @@
 """The data store on SQLite and on a real MariaDB: exact round trips, atomic swaps, readable failures."""
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from penguins_pipeline.schema import CLEAN_TABLE, DATA_COLUMNS, RAW_TABLE, ROW_K
 from penguins_pipeline.sources import DTYPES, numbered, open_source
 
 RUN = "manual__2026-01-01T00:00:00+00:00"
+KeepReading = Callable[[Callable[[], int]], AbstractContextManager[list[int]]]
 
 
 def raw_frame() -> pd.DataFrame:
@@ -48,7 +50,9 @@ def publish(url: str, target: str, frames: list[pd.DataFrame], run_id: str = RUN
         staging = store.staging_name(target, run_id)
         make_table = store.raw_table if target == RAW_TABLE else store.clean_table
         constants = (
-            {"run_id": run_id} if target == CLEAN_TABLE else {"run_id": run_id, "loaded_at": "2026-01-01"}
+            {"run_id": run_id}
+            if target == CLEAN_TABLE
+            else {"run_id": run_id, "loaded_at": datetime(2026, 1, 1)}
         )
         rows = store.fill_staging(engine, make_table(staging), frames, constants)
         store.swap_in(engine, staging, target)
@@ -148,29 +152,12 @@ def test_leftovers_of_interrupted_runs_are_dropped(db_url: str) -> None:
     engine.dispose()
 
 
-def test_readers_see_the_old_or_the_new_table_never_a_partial_one(db_url: str) -> None:
+def test_readers_see_the_old_or_the_new_table_never_a_partial_one(
+    db_url: str, keep_reading: KeepReading
+) -> None:
     small, large = real_clean_frames()[:1], real_clean_frames(chunk_rows=50)
-    sizes = {sum(map(len, small)), sum(map(len, large))}
     publish(db_url, CLEAN_TABLE, small)
-    seen: list[int] = []
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def read_continuously() -> None:
-        while not done.is_set():
-            try:
-                seen.append(len(store.read_clean(db_url)))
-            except BaseException as err:
-                errors.append(err)
-                return
-
-    reader = threading.Thread(target=read_continuously)
-    reader.start()
-    try:
+    with keep_reading(lambda: len(store.read_clean(db_url))) as seen:
         for swap in range(6):
             publish(db_url, CLEAN_TABLE, large if swap % 2 == 0 else small, run_id=f"swap-{swap}")
-    finally:
-        done.set()
-        reader.join(timeout=60)
-    assert not errors, errors
-    assert seen and set(seen) <= sizes
+    assert seen and set(seen) <= {sum(map(len, small)), sum(map(len, large))}

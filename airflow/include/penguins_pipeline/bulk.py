@@ -11,6 +11,7 @@ import csv
 import io
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -32,14 +33,30 @@ def write_frames(
     engine: sa.Engine, table: sa.Table, frames: Iterable[pd.DataFrame], constants: Mapping[str, object]
 ) -> int:
     """Append every frame to `table` (committed chunk by chunk), each row completed with `constants`."""
+    frames = (frame for frame in frames if not frame.empty)
     if engine.dialect.name == "mysql":
         return _load_data_local(engine, table, frames, constants)
+    # Constants go through their column type once (e.g. a datetime into SQLite's text format); rows go
+    # straight to the driver's executemany: SQLAlchemy's per-row parameter handling would cost 10x more.
+    fixed = {name: _bound(table.c[name], value, engine.dialect) for name, value in constants.items()}
+    quote = engine.dialect.identifier_preparer.quote
     rows = 0
     for frame in frames:
+        columns = [*frame.columns, *fixed]
+        insert = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "
+            f"VALUES ({', '.join(['?'] * len(columns))})"
+        )
+        values = frame.assign(**fixed).to_numpy(dtype=object, na_value=None)
         with engine.begin() as conn:
-            frame.assign(**constants).to_sql(table.name, conn, if_exists="append", index=False)
+            conn.exec_driver_sql(insert, list(map(tuple, values)))
         rows += len(frame)
     return rows
+
+
+def _bound(column: sa.Column, value: object, dialect: sa.Dialect) -> object:
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(value) if process else value
 
 
 def read_frames(
@@ -55,7 +72,7 @@ def read_frames(
     while True:
         selected = [table.c[name] for name in columns or table.c.keys()]
         page = sa.select(*selected).where(key > last).order_by(key).limit(chunk_rows)
-        frame = _read_mysql(conn, page) if conn.dialect.name == "mysql" else pd.read_sql(page, conn)
+        frame = _read_mysql(conn, page) if conn.dialect.name == "mysql" else _read_driver_rows(conn, page)
         if frame.empty:
             return
         frame = typed(frame, table)
@@ -83,31 +100,45 @@ def _pandas_dtype(column: sa.Column) -> str:
 def _load_data_local(
     engine: sa.Engine, table: sa.Table, frames: Iterable[pd.DataFrame], constants: Mapping[str, object]
 ) -> int:
+    """Each frame through its own LOAD DATA, committed; the next file is written while the server loads.
+
+    Writing a file (pandas, this thread) and loading it (the server, another core) overlap: a worker
+    thread sends the loads, waiting on the socket without holding the GIL. Two files take turns.
+    """
     quote = engine.dialect.identifier_preparer.quote
-    rows = 0
+    assignments = ", ".join(f"{quote(name)} = %s" for name in constants)
     connection = engine.raw_connection()
+
+    def load(path: Path, columns: list[str]) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(table.name)} CHARACTER SET utf8mb4"
+                " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+                f" ({', '.join(quote(name) for name in columns)})"
+                + (f" SET {assignments}" if constants else ""),
+                (str(path), *constants.values()),
+            )
+            if cursor.warning_count:
+                cursor.execute("SHOW WARNINGS LIMIT 5")
+                details = "; ".join(str(message) for _, _, message in cursor.fetchall())
+                raise BulkLoadError(f"loading into {table.name}, MySQL altered values: {details}")
+        connection.commit()
+
+    rows = 0
+    loading: Future[None] | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="penguins-load-") as tmp:
-            path = Path(tmp) / "chunk.tsv"
-            cursor = connection.cursor()
-            for frame in frames:
+        with tempfile.TemporaryDirectory(prefix="penguins-load-") as tmp, ThreadPoolExecutor(1) as sender:
+            for number, frame in enumerate(frames):
+                path = Path(tmp) / f"chunk-{number % 2}.tsv"
                 _write_tsv(frame, path)
-                columns = ", ".join(quote(name) for name in frame.columns)
-                assignments = ", ".join(f"{quote(name)} = %s" for name in constants)
-                cursor.execute(
-                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(table.name)} CHARACTER SET utf8mb4"
-                    " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
-                    f" ({columns})" + (f" SET {assignments}" if constants else ""),
-                    (str(path), *constants.values()),
-                )
-                if cursor.warning_count:
-                    cursor.execute("SHOW WARNINGS LIMIT 5")
-                    details = "; ".join(str(message) for _, _, message in cursor.fetchall())
-                    raise BulkLoadError(f"loading into {table.name}, MySQL altered values: {details}")
-                connection.commit()
+                if loading is not None:
+                    loading.result()  # the other file is free again, and a failed load stops here
+                loading = sender.submit(load, path, list(frame.columns))
                 rows += len(frame)
+            if loading is not None:
+                loading.result()
     finally:
-        connection.close()
+        connection.close()  # leaving the `with` waited for a load in flight
     return rows
 
 
@@ -126,6 +157,16 @@ def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
         lineterminator="\n",
         quoting=csv.QUOTE_NONE,
     )
+
+
+def _read_driver_rows(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
+    """Run `page` and build the frame from the driver's rows as they are (no per-row SQLAlchemy step)."""
+    compiled = page.compile(dialect=conn.dialect)
+    rows = conn.exec_driver_sql(
+        compiled.string, tuple(compiled.params[name] for name in compiled.positiontup)
+    )
+    values = list(map(tuple, rows.fetchall()))  # plain tuples: pandas probes a Row's attributes, slowly
+    return pd.DataFrame.from_records(values, columns=[column.name for column in page.selected_columns])
 
 
 def _read_mysql(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:

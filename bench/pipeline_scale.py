@@ -1,0 +1,243 @@
+"""Pipeline scale benchmark: the pipeline's steps on synthetic penguins at growing sizes, per data store.
+
+Each measurement runs in a fresh process on a fresh database, so its peak RSS is its own. Stage "data": the
+five steps of data_pipeline (ingest, store_raw, clean, store_clean, validate) as the DAG runs them; the
+baseline, in the same run, is the naive way (pandas `to_sql` then `read_sql` of the same rows through the
+same driver), so the speed-up is a ratio. Stage "train": train_pipeline's `train` and `verify` steps on the
+table data_pipeline filled; its baseline is the same training with every tree fit on the whole training split
+(scikit-learn's default, no MAX_SAMPLES_PER_TREE cap). Memory is bounded when the peak RSS stops growing
+with the rows.
+A stage is one function `<stage>_stage(url, rows) -> dict`; results go to bench/results/pipeline_scale.json,
+one key per stage (running one stage keeps the others' results).
+
+    make bench                      # or: python bench/pipeline_scale.py --stage data --rows 10000,100000
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "pipeline_scale.json"
+# The MariaDB/MySQL server the benchmark creates its throw-away databases on.
+MYSQL_SERVER = os.environ.get("BENCH_MYSQL_SERVER_URL", "mysql+pymysql://root@127.0.0.1:3306")
+TARGET_ROWS_PER_S = 50_000
+BASELINE_ROWS = 100_000
+
+
+def data_stage(url: str, rows: int) -> dict[str, Any]:
+    """The five data_pipeline steps on `rows` synthetic penguins, timed one by one."""
+    from penguins_pipeline import data_steps
+    from penguins_pipeline.settings import PipelineSettings
+
+    settings = PipelineSettings(penguins_db_url=url, penguins_source=f"synthetic:{rows}")
+    run_id = "bench"
+    steps: dict[str, float] = {}
+
+    def timed(name: str, step: Callable[..., Any], *args: object) -> Any:
+        start = time.perf_counter()
+        result = step(settings, *args)
+        steps[name] = round(time.perf_counter() - start, 3)
+        return result
+
+    ingested = timed("ingest", data_steps.ingest, run_id)
+    timed("store_raw", data_steps.store_raw, ingested)
+    cleaned = timed("clean", data_steps.clean, run_id)
+    stored = timed("store_clean", data_steps.store_clean, cleaned)
+    validated = timed("validate", data_steps.validate, stored, run_id)
+    seconds = sum(steps.values())
+    return {
+        "rows": rows,
+        "clean_rows": validated["clean_rows"],
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "steps_seconds": steps,
+    }
+
+
+def naive_stage(url: str, rows: int) -> dict[str, Any]:
+    """Baseline: the same synthetic rows written with `DataFrame.to_sql` and read back with `read_sql`."""
+    import pandas as pd
+
+    from penguins_pipeline.sources import open_source
+    from penguins_pipeline.store import make_engine
+
+    engine = make_engine(url)
+    start = time.perf_counter()
+    for chunk in open_source(f"synthetic:{rows}", 50_000):
+        chunk.to_sql("naive", engine, if_exists="append", index=False, chunksize=5_000)
+    read = sum(len(chunk) for chunk in pd.read_sql("SELECT * FROM naive", engine, chunksize=50_000))
+    seconds = time.perf_counter() - start
+    engine.dispose()
+    assert read == rows
+    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
+
+
+def train_stage(url: str, rows: int, uncapped: bool = False) -> dict[str, Any]:
+    """data_pipeline fills the store (untimed), then train_pipeline's `train` and `verify` steps as the DAG
+    runs them (timed): read penguins_clean, split, fit, held-out metrics, CV, stage the version, reload it."""
+    from penguins_pipeline import train_steps
+    from penguins_pipeline.settings import PipelineSettings
+
+    data_stage(url, rows)
+    filled_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory(prefix="penguins-bench-") as artifacts_dir:
+        # Uncapped: every tree is fit on a bootstrap of the whole training split (scikit-learn's default).
+        cap = {"max_samples_per_tree": 2**62} if uncapped else {}
+        settings = PipelineSettings(penguins_db_url=url, artifacts_dir=artifacts_dir, **cap)
+        start = time.perf_counter()
+        staged = train_steps.train(settings)
+        train_steps.verify(settings, staged)
+        seconds = time.perf_counter() - start
+        model_bytes = (Path(staged["staging_dir"]) / "model.joblib").stat().st_size
+        manifest = json.loads((Path(staged["staging_dir"]) / "manifest.json").read_text())
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "rows_train": manifest["data"]["rows_train"],
+        "rows_test": manifest["data"]["rows_test"],
+        "accuracy": staged["metrics"]["accuracy"],
+        "cv_accuracy_mean": round(staged["metrics"]["cv"]["accuracy_mean"], 5),
+        "model_mb": round(model_bytes / 1e6, 2),
+        "peak_rss_before_training_mb": round(filled_mb, 1),
+    }
+
+
+STAGES: dict[str, Callable[[str, int], dict[str, Any]]] = {"data": data_stage, "train": train_stage}
+BASELINES: dict[str, Callable[[str, int], dict[str, Any]]] = {
+    "data": naive_stage,
+    "train": lambda url, rows: train_stage(url, rows, uncapped=True),
+}
+
+
+@contextmanager
+def fresh_database(store: str) -> Iterator[str]:
+    """A new empty data store of kind `store` ("mariadb" or "sqlite"), removed afterwards."""
+    if store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="penguins-bench-") as tmp:
+            yield f"sqlite:///{tmp}/penguins.db"
+        return
+    import sqlalchemy as sa
+
+    name = f"penguins_bench_{secrets.token_hex(4)}"
+    server = sa.create_engine(MYSQL_SERVER)
+    with server.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield f"{MYSQL_SERVER}/{name}"
+    finally:
+        with server.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        server.dispose()
+
+
+def measure_here(stage: str, store: str, rows: int, baseline: bool) -> dict[str, Any]:
+    """One measurement in this process (meant to be a fresh one); adds the process' peak RSS."""
+    import pandas  # noqa: F401 - imported first, so the RSS of the libraries is part of the reference
+    import sqlalchemy  # noqa: F401
+
+    libraries_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with fresh_database(store) as url:
+        result = (BASELINES if baseline else STAGES)[stage](url, rows)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "store": store,
+        **result,
+        "peak_rss_mb": round(peak_mb, 1),
+        "libraries_rss_mb": round(libraries_mb, 1),
+    }
+
+
+def measure(stage: str, store: str, rows: int, baseline: bool = False) -> dict[str, Any]:
+    """`measure_here` in a fresh Python process."""
+    command = [sys.executable, __file__, "--one", stage, store, str(rows)] + (
+        ["--baseline"] if baseline else []
+    )
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'airflow' / 'include'}"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[2:])} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def run_stage(stage: str, stores: list[str], sizes: list[int]) -> dict[str, Any]:
+    runs = []
+    for store in stores:
+        for rows in sizes:
+            runs.append(measure(stage, store, rows))
+            print_row(stage, runs[-1])
+    baselines = []
+    if stage in BASELINES:
+        for store in stores:
+            baselines.append(measure(stage, store, BASELINE_ROWS, baseline=True))
+            print_row(f"{stage} (naive)", baselines[-1])
+    summary: dict[str, Any] = {}
+    for store in stores:
+        mine = [run for run in runs if run["store"] == store]
+        largest, smallest = max(mine, key=lambda run: run["rows"]), min(mine, key=lambda run: run["rows"])
+        entry = {
+            "largest_rows": largest["rows"],
+            "largest_rows_per_s": largest["rows_per_s"],
+            "peak_rss_ratio_largest_to_smallest": round(largest["peak_rss_mb"] / smallest["peak_rss_mb"], 2),
+        }
+        if stage == "data":
+            entry["meets_50k_rows_per_s"] = largest["rows_per_s"] >= TARGET_ROWS_PER_S
+        naive = next((run for run in baselines if run["store"] == store), None)
+        same_size = next((run for run in mine if run["rows"] == BASELINE_ROWS), None)
+        if naive and same_size:
+            entry["speedup_vs_naive_at_100k"] = round(same_size["rows_per_s"] / naive["rows_per_s"], 2)
+        summary[store] = entry
+    return {"runs": runs, "baseline_naive": baselines, "summary": summary}
+
+
+def print_row(label: str, run: dict[str, Any]) -> None:
+    print(
+        f"{label:<14} {run['store']:<8} {run['rows']:>9,} rows {run['seconds']:>8.2f} s "
+        f"{run['rows_per_s']:>9,} rows/s  peak RSS {run['peak_rss_mb']:>7.1f} MB",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stage", choices=sorted(STAGES), action="append", help="default: every stage")
+    parser.add_argument("--stores", default="mariadb,sqlite", help="comma-separated: mariadb, sqlite")
+    parser.add_argument("--rows", default="10000,100000,1000000", help="comma-separated sizes")
+    parser.add_argument("--one", nargs=3, metavar=("STAGE", "STORE", "ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        stage, store, rows = args.one
+        print(json.dumps(measure_here(stage, store, int(rows), args.baseline)))
+        return
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for stage in args.stage or sorted(STAGES):
+        stores, sizes = args.stores.split(","), [int(size) for size in args.rows.split(",")]
+        results[stage] = {
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            **run_stage(stage, stores, sizes),
+        }
+        print(json.dumps({stage: results[stage]["summary"]}, indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(RESULTS)
+
+
+if __name__ == "__main__":
+    main()
