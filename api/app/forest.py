@@ -15,6 +15,15 @@ import numpy as np
 _LEVEL_WALK_MAX_ROWS = 8
 
 
+def _float32_floor(thresholds: np.ndarray) -> np.ndarray:
+    """The largest float32 <= each float64 threshold: for a float32 x, `x <= t64` exactly when `x <= t32`,
+    so the walk compares in float32 (no upcast of the row) with sklearn's exact decisions."""
+    rounded = thresholds.astype(np.float32)
+    too_big = rounded.astype(np.float64) > thresholds
+    rounded[too_big] = np.nextafter(rounded[too_big], np.float32(-np.inf))
+    return rounded
+
+
 class FlatForest:
     """A fitted forest as read-only arrays, nodes renumbered breadth-first so a right child is left + 1."""
 
@@ -56,7 +65,7 @@ class FlatForest:
         # A leaf points at itself and never goes right (its threshold is +inf), so extra levels are no-ops.
         self._left = np.where(leaf, np.arange(old_ids.size), new_id[np.where(leaf, 0, old_left[old_ids])])
         self._feature = np.where(leaf, 0, feature[old_ids])
-        self._threshold = np.where(leaf, np.inf, threshold[old_ids])
+        self._threshold = _float32_floor(np.where(leaf, np.inf, threshold[old_ids]))
         self._value = value[old_ids]
         self._roots = new_id[offsets[:-1]]
         # Small forests: one comparison over all nodes is cheaper than a gather and a compare per level.

@@ -7,6 +7,7 @@ scanner cannot blow up the number of series.
 """
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -46,10 +47,25 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+# `labels()` costs microseconds per call (string conversion, a lock): look each series up once.
+_request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_species_series: dict[str, Any] = {}
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    method = method if method in METHODS else "OTHER"
-    REQUESTS.labels(route, method, status).inc()
-    LATENCY.labels(route, method, status).observe(seconds)
+    key = (route, method if method in METHODS else "OTHER", status)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = (REQUESTS.labels(*key), LATENCY.labels(*key))
+    series[0].inc()
+    series[1].observe(seconds)
+
+
+def count_predictions(species: str, count: int = 1) -> None:
+    series = _species_series.get(species)
+    if series is None:
+        series = _species_series[species] = PREDICTIONS.labels(species)
+    series.inc(count)
 
 
 def set_served_version(version: str, previous: str | None) -> None:

@@ -28,7 +28,7 @@ def _json(content: Any) -> Response:
 async def predict(penguin: PenguinFeatures, predictor: PredictorDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
     answer = predictor.predict(penguin)
-    metrics.PREDICTIONS.labels(answer["species"]).inc()
+    metrics.count_predictions(answer["species"])
     return _json(answer)
 
 
@@ -52,5 +52,5 @@ def predict_batch(batch: BatchRequest, predictor: PredictorDep, settings: Settin
         )
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
     for species, count in Counter(p["species"] for p in predictions).items():
-        metrics.PREDICTIONS.labels(species).inc(count)
+        metrics.count_predictions(species, count)
     return _json({"model_version": predictor.version, "predictions": predictions})
