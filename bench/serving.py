@@ -92,7 +92,11 @@ def milliseconds(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+def run_wrk(
+    url: str, server: psutil.Process, script: Path, connections: int, seconds: int
+) -> dict[str, float]:
+    """wrk's numbers, plus the server's CPU time per request (barely moved by the machine's load)."""
+    cpu_before = sum(server.cpu_times()[:2])
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -103,7 +107,9 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} failed responses\n{output}")
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     return {
+        "server_cpu_us_per_request": (sum(server.cpu_times()[:2]) - cpu_before) / requests * 1e6,
         "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": milliseconds(percentiles["50"]),
         "p99_ms": milliseconds(percentiles["99"]),
@@ -111,12 +117,12 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
 
 
 def alternate(
-    urls: dict[str, str], script: Path, connections: int, seconds: int, rounds: int
+    urls: dict[str, tuple[str, psutil.Process]], script: Path, connections: int, seconds: int, rounds: int
 ) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
     for _ in range(rounds):
-        for name, url in urls.items():
-            runs[name].append(run_wrk(url, script, connections, seconds))
+        for name, (url, server) in urls.items():
+            runs[name].append(run_wrk(url, server, script, connections, seconds))
     summary = {
         name: {key: statistics.median(run[key] for run in results) for key in results[0]} | {"runs": results}
         for name, results in runs.items()
@@ -234,8 +240,12 @@ def main() -> None:
         cold_start = wait_for_200(urls["predict"], penguins[0], api)
         wait_for_200(urls["hello"], penguins[0], hello)
 
-        throughput = alternate(urls, script, args.connections, args.seconds, max(args.rounds, 2))
-        single = alternate(urls, script, 1, args.seconds, max(args.rounds, 2))
+        targets = {
+            name: (url, psutil.Process(server.pid))
+            for (name, url), server in zip(urls.items(), (hello, api), strict=True)
+        }
+        throughput = alternate(targets, script, args.connections, args.seconds, max(args.rounds, 2))
+        single = alternate(targets, script, 1, args.seconds, max(args.rounds, 2))
         batch_body = {"instances": [penguins[i % len(penguins)] for i in range(10_000)]}
         batch_url = f"http://127.0.0.1:{api_port}/predict/batch"
         http_batch = timed(lambda: httpx.post(batch_url, json=batch_body, timeout=60).raise_for_status(), 5)
@@ -253,6 +263,8 @@ def main() -> None:
                 / throughput["hello"]["requests_per_second"],
                 "single_connection_p50_predict_over_hello": single["predict"]["p50_ms"]
                 / single["hello"]["p50_ms"],
+                "server_cpu_per_request_hello_over_predict": throughput["hello"]["server_cpu_us_per_request"]
+                / throughput["predict"]["server_cpu_us_per_request"],
             },
             "cold_start_s": cold_start,
             "rss_mb_after_load": rss / 2**20,
@@ -287,10 +299,12 @@ def print_table(r: dict[str, Any]) -> None:
         ),
         ("10,000 batch in-process, ms (goal < 50)", r["in_process"]["batch_10000_no_neighbors_ms"], 50, "lt"),
     ]
-    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'1-conn p50 ms':>15}")
+    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'1-conn p50 ms':>15}{'CPU us/req':>12}")
     for name in ("hello", "predict"):
         print(f"{name:24}{t[name]['requests_per_second']:>10.0f}{t[name]['p50_ms']:>9.2f}{t[name]['p99_ms']:>9.2f}"
-              f"{s[name]['p50_ms']:>15.3f}")  # fmt: skip
+              f"{s[name]['p50_ms']:>15.3f}{t[name]['server_cpu_us_per_request']:>12.0f}")  # fmt: skip
+    cpu_ratio = ratios["server_cpu_per_request_hello_over_predict"]
+    print(f"{'hello CPU / predict CPU per request':44}{cpu_ratio:>9.2f}")
     for label, value, goal, sense in goals:
         met = {"ge": value >= goal, "le": value <= goal, "lt": value < goal}[sense]
         print(f"{label:44}{value:>9.2f}  {'met' if met else 'MISSED'}")
