@@ -4,6 +4,7 @@ The store swaps whole Predictor objects, so a request that picked one up answers
 """
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from app.neighbors import NeighborIndex
 from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
 
 N_NEIGHBORS = 5
+_MEASURES_OF = attrgetter(*NUMERIC_FEATURES)
 # Rows on which a version's fast path is checked against its own scikit-learn objects before it is served.
 SELF_CHECK_ROWS = 256
 
@@ -77,12 +79,7 @@ class Predictor:
     # --- answering ---
 
     def predict(self, penguin: PenguinFeatures) -> dict[str, Any]:
-        measures = (
-            penguin.bill_length_mm,
-            penguin.bill_depth_mm,
-            penguin.flipper_length_mm,
-            penguin.body_mass_g,
-        )
+        measures = _MEASURES_OF(penguin)
         island = self.encoder.category_index("island", penguin.island)
         sex = self.encoder.category_index("sex", penguin.sex)
         row = self.encoder.encode_one(measures, (island, sex))
@@ -102,14 +99,13 @@ class Predictor:
     def predict_batch(
         self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
     ) -> list[dict[str, Any]]:
-        measures = np.array(
-            [(p.bill_length_mm, p.bill_depth_mm, p.flipper_length_mm, p.body_mass_g) for p in penguins],
-            dtype=np.float64,
-        ).reshape(len(penguins), len(NUMERIC_FEATURES))
+        measures = np.array(list(map(_MEASURES_OF, penguins)), dtype=np.float64).reshape(
+            -1, len(NUMERIC_FEATURES)
+        )
         categories = np.column_stack(
             [
-                self.encoder.category_positions("island", [p.island for p in penguins]),
-                self.encoder.category_positions("sex", [p.sex for p in penguins]),
+                self.encoder.category_positions(field, list(map(attrgetter(field), penguins)))
+                for field in CATEGORICAL_FEATURES
             ]
         )
         rows = self.encoder.encode_many(measures, categories)
