@@ -38,7 +38,9 @@ AIRFLOW_COMMANDS = {
 }
 API_MODULE = "app"
 START_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 20.0
+# Servers exit within seconds of SIGTERM; under heavy CPU load the api-server's exit-time garbage collection
+# alone can take 15 s. Past this, SIGKILL.
+STOP_TIMEOUT_S = 30.0
 
 
 class StackError(Exception):
@@ -215,7 +217,7 @@ def terminate(components: list[Component]) -> None:
         try:
             component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"  {component.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s: killing it", flush=True)
+            print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
     strays: list[psutil.Process] = []
     for component in components:
         if component.process is None:
