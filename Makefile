@@ -14,7 +14,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: help install lock test lint pipeline run api bench screenshots
+.PHONY: help install lock test lint pipeline run api bench screenshots reliability
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,11 @@ $(VENV)/.installed: requirements.lock
 lock: install  ## re-resolve requirements.lock after editing a requirements file
 	$(BIN)/uv pip compile -q --python-version 3.11 requirements-dev.txt -o requirements.lock
 
-test: install  ## the full test suite (what CI runs)
-	$(BIN)/pytest
+test: install  ## the full test suite (what CI runs), without the slow checks of `make reliability`
+	$(BIN)/pytest -m "not slow"
+
+reliability: install  ## fuzzing, load, faults on the running system, slow part too; writes bench/results/reliability.json
+	RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
 
 lint: install  ## ruff and the static checks
 	$(BIN)/ruff check .

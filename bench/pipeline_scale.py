@@ -14,6 +14,7 @@ one key per stage (running one stage keeps the others' results).
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -115,7 +116,80 @@ def train_stage(url: str, rows: int, uncapped: bool = False) -> dict[str, Any]:
     }
 
 
-STAGES: dict[str, Callable[[str, int], dict[str, Any]]] = {"data": data_stage, "train": train_stage}
+def serve_stage(url: str, rows: int, requests: int = 2000) -> dict[str, Any]:
+    """data_pipeline and train_pipeline's steps fill the store and promote a version (untimed); then the API,
+    started as users start it (`python -m app`), loads it (timed: process start to the first answered
+    /predict; its RSS) and answers /predict, the 5 neighbours searched over the whole training split
+    (latency of `requests` sequential calls over keep-alive, rotating over real penguins)."""
+    import httpx
+    import psutil
+
+    from penguins_pipeline import train_steps
+    from penguins_pipeline.settings import PipelineSettings
+
+    sys.path.insert(0, str(REPO / "api"))  # bench/serving.py imports the API's modules
+    from serving import free_port, real_penguins, start, wait_for_200
+
+    data_stage(url, rows)
+    with tempfile.TemporaryDirectory(prefix="penguins-bench-") as artifacts_dir:
+        settings = PipelineSettings(penguins_db_url=url, artifacts_dir=artifacts_dir, api_url="")
+        staged = train_steps.train(settings)
+        train_steps.verify(settings, staged)
+        train_steps.promote(settings, staged)
+        penguins, port = real_penguins(64), free_port()
+        env = {"PYTHONPATH": str(REPO / "api"), "ARTIFACTS_DIR": artifacts_dir, "API_HOST": "127.0.0.1"}
+        env |= {"API_PORT": str(port), "API_ACCESS_LOG": "false", "API_LOG_LEVEL": "warning"}
+        server = start([sys.executable, "-m", "app"], env, Path(artifacts_dir) / "api.log")
+        try:
+            predict = f"http://127.0.0.1:{port}/predict"
+            load_seconds = wait_for_200(predict, penguins[0], server, timeout=600)
+            latencies = []
+            with httpx.Client(timeout=60) as client:
+                for i in range(requests):
+                    begin = time.perf_counter()
+                    answer = client.post(predict, json=penguins[i % len(penguins)])
+                    latencies.append(time.perf_counter() - begin)
+                    assert answer.status_code == 200 and len(answer.json()["neighbors"]) == 5, answer.text
+            server_rss = psutil.Process(server.pid).memory_info().rss
+            rows_train = json.loads(httpx.get(f"http://127.0.0.1:{port}/model").text)["data"]["rows_train"]
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    latencies.sort()
+    return {
+        "rows": rows,
+        "seconds": round(load_seconds, 3),
+        "rows_per_s": round(rows / load_seconds),
+        "neighbour_rows": rows_train,
+        "api_load_seconds": round(load_seconds, 3),
+        "api_rss_mb": round(server_rss / 2**20, 1),
+        "predict_requests": requests,
+        "predict_p50_ms": round(latencies[len(latencies) // 2] * 1000, 3),
+        "predict_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
+    }
+
+
+def scaling(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cost growth between consecutive sizes of one store: each figure's ratio beside the rows' ratio."""
+    growth = {}
+    ordered = sorted(runs, key=lambda run: run["rows"])
+    for small, large in itertools.pairwise(ordered):
+        figures = [k for k in ("seconds", "peak_rss_mb", "api_rss_mb", "predict_p99_ms") if k in small]
+        ratios = {f"{k}_x": round(large[k] / small[k], 2) for k in figures if small[k]}
+        rows_x = large["rows"] / small["rows"]
+        growth[f"{small['rows']}->{large['rows']}"] = {
+            "rows_x": round(rows_x, 2),
+            **ratios,
+            "at_most_linear": all(ratio <= rows_x * 1.1 for ratio in ratios.values()),
+        }
+    return growth
+
+
+STAGES: dict[str, Callable[[str, int], dict[str, Any]]] = {
+    "data": data_stage,
+    "train": train_stage,
+    "serve": serve_stage,
+}
 BASELINES: dict[str, Callable[[str, int], dict[str, Any]]] = {
     "data": naive_stage,
     "train": lambda url, rows: train_stage(url, rows, uncapped=True),
@@ -194,6 +268,7 @@ def run_stage(stage: str, stores: list[str], sizes: list[int]) -> dict[str, Any]
         }
         if stage == "data":
             entry["meets_50k_rows_per_s"] = largest["rows_per_s"] >= TARGET_ROWS_PER_S
+        entry["scaling"] = scaling(mine)
         naive = next((run for run in baselines if run["store"] == store), None)
         same_size = next((run for run in mine if run["rows"] == BASELINE_ROWS), None)
         if naive and same_size:
