@@ -223,14 +223,19 @@ def measure_here(stage: str, store: str, rows: int, baseline: bool) -> dict[str,
     import sqlalchemy  # noqa: F401
 
     libraries_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The machine is shared: its load and this process' own CPU time say how much of the wall time was ours.
+    load_before, cpu = os.getloadavg()[0], time.process_time()
     with fresh_database(store) as url:
         result = (BASELINES if baseline else STAGES)[stage](url, rows)
+    cpu = time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "store": store,
         **result,
         "peak_rss_mb": round(peak_mb, 1),
         "libraries_rss_mb": round(libraries_mb, 1),
+        "process_cpu_s": round(cpu, 2),
+        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
 
 
@@ -280,7 +285,8 @@ def run_stage(stage: str, stores: list[str], sizes: list[int]) -> dict[str, Any]
 def print_row(label: str, run: dict[str, Any]) -> None:
     print(
         f"{label:<14} {run['store']:<8} {run['rows']:>9,} rows {run['seconds']:>8.2f} s "
-        f"{run['rows_per_s']:>9,} rows/s  peak RSS {run['peak_rss_mb']:>7.1f} MB",
+        f"{run['rows_per_s']:>9,} rows/s  peak RSS {run['peak_rss_mb']:>7.1f} MB  "
+        f"CPU {run['process_cpu_s']:>6.1f} s  load {run['load_avg_1m'][0]:.1f}",
         flush=True,
     )
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from penguins_pipeline import store
+from penguins_pipeline import bulk, store
 from penguins_pipeline.bulk import BulkLoadError, read_frames
 from penguins_pipeline.schema import CLEAN_TABLE, DATA_COLUMNS, RAW_TABLE, ROW_KEY
 from penguins_pipeline.sources import DTYPES, numbered, open_source
@@ -161,3 +161,13 @@ def test_readers_see_the_old_or_the_new_table_never_a_partial_one(
         for swap in range(6):
             publish(db_url, CLEAN_TABLE, large if swap % 2 == 0 else small, run_id=f"swap-{swap}")
     assert seen and set(seen) <= {sum(map(len, small)), sum(map(len, large))}
+
+
+def test_rows_too_long_to_read_back_fail_instead_of_coming_back_cut(
+    mariadb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MySQL cuts a GROUP_CONCAT at group_concat_max_len with a mere warning: the reader must notice.
+    publish(mariadb_url, CLEAN_TABLE, real_clean_frames())
+    monkeypatch.setattr(bulk, "GROUP_CONCAT_MAX_LEN", 1000)
+    with pytest.raises(BulkLoadError, match="longer than 1000 bytes: too long to read back"):
+        store.read_clean(mariadb_url)

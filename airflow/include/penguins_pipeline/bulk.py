@@ -1,19 +1,20 @@
 """Moving DataFrames in and out of the data store in chunks, fast enough for millions of rows.
 
-The generic paths are too slow for MySQL: PyMySQL spends ~20 µs per row in Python, both in `executemany`
-(measured: 23,000 rows/s) and when fetching typed columns (51,000 rows/s). So MySQL gets each chunk as a
-tab-separated file through `LOAD DATA LOCAL INFILE` (the server must allow it: MySQL 8 needs
-`--local-infile=1`, MariaDB allows it by default) and sends rows back as one CSV line each, parsed by pandas'
-C reader. SQLite's driver is written in C: it takes the plain pandas paths.
+The generic paths are too slow: PyMySQL spends ~20 µs per row in Python, both in `executemany` (measured:
+23,000 rows/s) and when fetching typed columns (51,000 rows/s), and SQLAlchemy's per-row parameter handling
+costs SQLite 10x its driver's time. So MySQL gets each chunk as a tab-separated file through
+`LOAD DATA LOCAL INFILE` (the server must allow it: MySQL 8 needs `--local-infile=1`, MariaDB allows it by
+default) and sends rows back folded into CSV text, a hundred rows per result row, parsed by pandas' C
+reader; SQLite's C driver gets plain tuples both ways.
 """
 
-import csv
 import io
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -23,10 +24,13 @@ from penguins_pipeline.schema import ROW_KEY
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 # MySQL's NULL in both directions; a text that is exactly \N also reads back as NULL.
 _NULL = "\\N"
+# Reading MySQL: rows folded into one result row, and the most text one such row may hold.
+LINES_PER_ROW = 100
+GROUP_CONCAT_MAX_LEN = 16 * 1024 * 1024
 
 
 class BulkLoadError(RuntimeError):
-    """The database changed or refused values while loading them (it only warns under LOAD DATA LOCAL)."""
+    """Values cannot pass the bulk path intact (MySQL would alter or cut them, with a mere warning)."""
 
 
 def write_frames(
@@ -143,20 +147,26 @@ def _load_data_local(
 
 
 def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
-    """Write `frame` as LOAD DATA reads it: NULL as \\N, text escaped, floats in round-trip precision."""
-    escaped = frame.copy()
-    for name in frame.columns:
-        if pd.api.types.is_string_dtype(frame[name]) or frame[name].dtype == object:
-            escaped[name] = frame[name].str.translate(_TSV_ESCAPES)
-    escaped.to_csv(
-        path,
-        sep="\t",
-        header=False,
-        index=False,
-        na_rep=_NULL,
-        lineterminator="\n",
-        quoting=csv.QUOTE_NONE,
-    )
+    """Write `frame` as LOAD DATA reads it: NULL as \\N, text escaped, floats in round-trip precision.
+
+    Each distinct value of a column is formatted once (measures and categories repeat a lot), then the rows
+    are joined: 6x faster than `DataFrame.to_csv`, byte for byte the same text.
+    """
+    columns = [_tsv_column(frame[name]) for name in frame.columns]
+    path.write_text("".join(f"{line}\n" for line in map("\t".join, zip(*columns, strict=True))), "utf-8")
+
+
+def _tsv_column(column: pd.Series) -> np.ndarray:
+    if column.dtype == "float64":
+        values = column.to_numpy()
+        # Distinct bit patterns, so that -0.0 stays -0.0; repr() is Python's shortest exact form.
+        codes, distinct = pd.factorize(values.view(np.int64))
+        text = np.array([repr(value) for value in distinct.view(np.float64).tolist()], dtype=object)[codes]
+        text[np.isnan(values)] = _NULL
+        return text
+    codes, distinct = pd.factorize(column)
+    text = [str(value).translate(_TSV_ESCAPES) for value in distinct.tolist()]
+    return np.array([*text, _NULL], dtype=object)[codes]  # code -1 (missing) picks the NULL marker
 
 
 def _read_driver_rows(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
@@ -170,21 +180,41 @@ def _read_driver_rows(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
 
 
 def _read_mysql(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
-    """Run `page` with each row folded into one CSV line: one field for PyMySQL to decode, not nine."""
+    """Run `page` with its rows folded into CSV text by the server, LINES_PER_ROW lines per result row:
+    PyMySQL decodes one field per hundred rows instead of nine per row."""
     fields = []
     for column in page.selected_columns:
         value = column
         if isinstance(column.type, sa.String):
             value = sa.func.concat('"', sa.func.replace(column, '"', '""'), '"')
         fields.append(sa.func.ifnull(value, _NULL))
-    lines = conn.execute(page.with_only_columns(sa.func.concat_ws(",", *fields))).scalars().all()
+    key = page.selected_columns[ROW_KEY]
+    lines = page.with_only_columns(sa.func.concat_ws(",", *fields).label("line"), key.label("k")).subquery()
+    folded = (
+        sa.select(
+            # Bytes the folded text needs: MySQL would cut it at group_concat_max_len with a mere warning.
+            sa.func.sum(sa.func.length(lines.c.line)) + sa.func.count() - 1,
+            sa.func.group_concat(sa.literal_column("line ORDER BY k SEPARATOR '\\n'")),
+        )
+        .select_from(lines)
+        .group_by(lines.c.k.op("DIV")(LINES_PER_ROW))
+        .order_by(sa.func.min(lines.c.k))
+    )
+    conn.exec_driver_sql(f"SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN}")
+    folds = conn.execute(folded).all()
     names = [column.name for column in page.selected_columns]
-    if not lines:
+    if not folds:
         return pd.DataFrame(columns=names)
-    # Only \N is NULL ("" is an empty text; "NA" or "null" are text like any other); `typed` parses dates.
+    needed, texts = zip(*folds, strict=True)
+    if max(needed) > GROUP_CONCAT_MAX_LEN:
+        raise BulkLoadError(
+            f"{LINES_PER_ROW} rows of {page.get_final_froms()[0]} take {max(needed)} bytes, longer than"
+            f" {GROUP_CONCAT_MAX_LEN} bytes: too long to read back"
+        )
+    # Only the NULL marker is NULL ("" is an empty text, "NA" a text like any other); `typed` parses dates.
     dtypes = {
         column.name: "str" if isinstance(column.type, sa.String | sa.DateTime) else _pandas_dtype(column)
         for column in page.selected_columns
     }
-    text = io.StringIO("\n".join(lines))
+    text = io.StringIO("\n".join(texts))
     return pd.read_csv(text, names=names, header=None, dtype=dtypes, keep_default_na=False, na_values=[_NULL])
