@@ -21,7 +21,7 @@ from app.schemas import ServedVersion
 log = logging.getLogger(__name__)
 NO_MODEL_YET = (
     "no model yet: run train_pipeline (Airflow) to train and promote one; this API picks it up within "
-    "seconds (or at once with POST /warmup)"
+    "seconds (or at once with POST /warmup)."
 )
 
 
