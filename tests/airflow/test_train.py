@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from penguins_pipeline import artifacts
+from penguins_pipeline import artifacts, train
 from penguins_pipeline.schema import FEATURES, NUMERIC_FEATURES, TARGET
 from penguins_pipeline.settings import PipelineSettings
 from penguins_pipeline.train import (
@@ -16,6 +16,7 @@ from penguins_pipeline.train import (
     fit,
     prepare,
     split,
+    stage_training,
     train_and_write,
     training_files,
 )
@@ -155,3 +156,15 @@ def test_species_too_thin_to_cross_validate_are_named(penguins: pd.DataFrame) ->
     )
     with pytest.raises(TrainingDataError, match=r"too few rows of \['Chinstrap'\].*CV_FOLDS=5 training rows"):
         split(prepare(thin), 0.2, 42, 5)
+
+
+def test_cross_validation_runs_on_a_capped_stratified_sample(
+    penguins: pd.DataFrame, quick_settings: PipelineSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = stage_training(penguins, quick_settings.artifacts_dir, quick_settings).metrics["cv"]
+    monkeypatch.setattr(train, "CV_MAX_ROWS", 100)
+    capped = stage_training(penguins, quick_settings.artifacts_dir, quick_settings).metrics["cv"]
+
+    assert whole["rows"] == 266
+    assert capped["rows"] == 100
+    assert capped["folds"] == 3 and capped["accuracy_mean"] >= 0.9

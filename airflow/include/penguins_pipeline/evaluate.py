@@ -57,6 +57,7 @@ def cross_validation(
     )
     return {
         "folds": folds,
+        "rows": len(features),
         "accuracy_mean": float(scores["test_accuracy"].mean()),
         "accuracy_std": float(scores["test_accuracy"].std()),
         "f1_macro_mean": float(scores["test_f1_macro"].mean()),
