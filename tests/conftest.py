@@ -131,7 +131,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @contextmanager
-def reading_continuously(read: Callable[[], int], pause: float = 0.02) -> Iterator[list[int]]:
+def reading_continuously(read: Callable[[], int], pause: float = 0.1) -> Iterator[list[int]]:
     """Call `read` every `pause` seconds in a thread while the block runs; yields the results, re-raises
     a reader's error. The pause leaves CPU to the writer being watched (a partial table lasts far longer)."""
     results: list[int] = []
