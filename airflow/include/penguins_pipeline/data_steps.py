@@ -101,22 +101,21 @@ def store_clean(settings: PipelineSettings, cleaned: dict[str, Any]) -> dict[str
 
 def validate(settings: PipelineSettings, cleaned: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Check that the published tables hold exactly what this run wrote, complete and within range."""
+    raw, clean = store.raw_table(RAW_TABLE), store.clean_table(CLEAN_TABLE)
+    out_of_range = sa.or_(
+        *(clean.c[column].not_in(values) for column, values in CATEGORIES.items()),
+        *(sa.not_(clean.c[column].between(low, high)) for column, (low, high) in PHYSICAL_BOUNDS.items()),
+    )
     engine = store.make_engine(settings.penguins_db_url)
     try:
-        raw_rows = store.count_rows(engine, RAW_TABLE)
-        clean_table = store.clean_table(CLEAN_TABLE)
-        table = clean_table.c
-        invalid = sa.or_(
-            table.run_id != run_id,
-            *(table[column].not_in(values) for column, values in CATEGORIES.items()),
-            *(sa.not_(table[column].between(low, high)) for column, (low, high) in PHYSICAL_BOUNDS.items()),
-        )
-        query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((invalid, 1), else_=0)), 0))
-        with engine.connect() as conn:
-            clean_rows, invalid_rows = conn.execute(query.select_from(clean_table)).one()
+        with engine.connect() as conn:  # one transaction: both tables as one reader sees them
+            raw_rows, foreign_rows = _count(conn, raw, raw.c.run_id != run_id)
+            clean_rows, invalid_rows = _count(conn, clean, sa.or_(clean.c.run_id != run_id, out_of_range))
     finally:
         engine.dispose()
     problems = []
+    if foreign_rows:
+        problems.append(f"{foreign_rows} rows of {RAW_TABLE} were loaded by another run")
     if raw_rows != cleaned["rows_in"]:
         problems.append(f"{RAW_TABLE} has {raw_rows} rows, the clean step read {cleaned['rows_in']}")
     if clean_rows != cleaned["rows_out"]:
@@ -127,6 +126,13 @@ def validate(settings: PipelineSettings, cleaned: dict[str, Any], run_id: str) -
         raise ValidationError("; ".join(problems))
     log.info("Validated: %s has %d rows, %s has %d rows", RAW_TABLE, raw_rows, CLEAN_TABLE, clean_rows)
     return {"raw_rows": raw_rows, "clean_rows": clean_rows, "run_id": run_id}
+
+
+def _count(conn: sa.Connection, table: sa.Table, bad: sa.ColumnElement[bool]) -> tuple[int, int]:
+    """Rows of `table`, and how many of them are `bad`, in one scan."""
+    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((bad, 1), else_=0)), 0))
+    rows, bad_rows = conn.execute(query.select_from(table)).one()
+    return int(rows), int(bad_rows)
 
 
 def _publish(settings: PipelineSettings, staged: dict[str, Any], target: str) -> dict[str, Any]:

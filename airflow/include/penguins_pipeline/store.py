@@ -171,11 +171,6 @@ def drop_quietly(engine: sa.Engine, name: str) -> None:
         log.warning("could not drop table %s: %s", name, err)
 
 
-def count_rows(engine: sa.Engine, name: str) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar_one()
-
-
 def read_clean(url: str) -> pd.DataFrame:
     """The whole `penguins_clean` table: key, DATA_COLUMNS, float64 measures, str categoricals, Int64 year."""
     engine = make_engine(url)
