@@ -45,9 +45,10 @@ def run_step(name: str, *args: object) -> object:
     tags=["penguins", "training"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     params={
+        # Nullable, so the UI's trigger form accepts it empty (a plain string param is a required field).
         "rollback_to": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=f"^$|{VERSION_ID_PATTERN}",
             description="Empty: train a new version. A version id: skip training and promote that version.",
         )

@@ -59,7 +59,7 @@ def test_the_dag_trains_by_default_and_rolls_back_on_request() -> None:
     assert dag.get_task("prune").upstream_task_ids == {"promote", "rollback"}
     assert dag.get_task("prune").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("warmup").upstream_task_ids == {"prune"}
-    assert dag.params["rollback_to"] == ""
+    assert dag.params["rollback_to"] is None
 
 
 def plain_load(folder: Path, rows: pd.DataFrame, tmp_path: Path) -> dict:
