@@ -49,9 +49,10 @@ def figures() -> object:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or report.outcome != "passed":
-        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
-        if hasattr(report, "wasxfail") and report.passed:
-            outcome = "xpassed"
+        outcome = report.outcome
+        if hasattr(report, "wasxfail"):
+            outcome = "xfailed" if report.skipped else "xpassed"
+            REPORT.known_bugs[report.nodeid] = report.wasxfail
         REPORT.outcome(report.nodeid, outcome)
 
 

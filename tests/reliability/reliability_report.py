@@ -67,12 +67,26 @@ COVERED_ELSEWHERE: dict[str, list[str]] = {
 }
 
 
+# Which category of the issue each test module proves.
+CATEGORIES = {
+    "test_fuzzing.py": "fuzzing",
+    "test_bad_input.py": "bad_input",
+    "test_escaping.py": "bad_input",
+    "test_load_swap.py": "load",
+    "test_damaged_artifacts.py": "faults",
+    "test_pipeline_faults.py": "faults",
+    "test_killed_writers.py": "faults",
+    "test_secrets.py": "security",
+}
+
+
 class Report:
     def __init__(self) -> None:
         self.started = time.time()
         self.sections: dict[str, dict[str, Any]] = {}
         self.statuses: Counter[int] = Counter()
         self.outcomes: dict[str, str] = {}
+        self.known_bugs: dict[str, str] = {}  # test -> the xfail reason: a bug found, not yet fixed
 
     def record(self, section: str, name: str, value: Any) -> None:
         self.sections.setdefault(section, {})[name] = value
@@ -85,6 +99,13 @@ class Report:
         order = ["passed", "skipped", "xfailed", "xpassed", "failed"]
         previous = self.outcomes.get(nodeid, "passed")
         self.outcomes[nodeid] = max(previous, outcome, key=order.index)
+
+    def outcomes_by_category(self) -> dict[str, dict[str, int]]:
+        grouped: dict[str, Counter[str]] = {}
+        for nodeid, outcome in self.outcomes.items():
+            category = CATEGORIES.get(nodeid.split("::")[0].rsplit("/", 1)[-1], "other")
+            grouped.setdefault(category, Counter())[outcome] += 1
+        return {category: dict(counts) for category, counts in sorted(grouped.items())}
 
     def as_dict(self) -> dict[str, Any]:
         cases = {
@@ -109,8 +130,11 @@ class Report:
                 "responses_503_deliberate": self.statuses.get(503, 0),
                 "responses_by_status": {str(status): n for status, n in sorted(self.statuses.items())},
                 "tests": dict(Counter(self.outcomes.values())),
+                "tests_by_category": self.outcomes_by_category(),
+                "known_bugs": len(self.known_bugs),
             },
             **self.sections,
+            "known_bugs": dict(sorted(self.known_bugs.items())),
             "tests": dict(sorted(self.outcomes.items())),
             "covered_elsewhere": COVERED_ELSEWHERE,
         }
