@@ -25,13 +25,16 @@ async def unknown_category(request: Request, error: Exception) -> JSONResponse:
         "input": error.value,
         "ctx": {"expected": error.allowed},
     }
-    return JSONResponse({"detail": [detail]}, status_code=422)
+    return JSONResponse({"detail": [_json_safe(detail)]}, status_code=422)
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN and infinities as text: FastAPI's own handler echoes the input and fails on them (a 500)."""
+    """NaN, infinities and lone surrogates (JSON `"\\ud800"`) as text: echoed as they are, they cannot be
+    encoded and FastAPI's own handler fails on them (a 500)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         return {key: _json_safe(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -55,6 +55,7 @@ class ModelStore:
                     f"{self.artifacts_dir / 'current.json'} does not exist: {NO_MODEL_YET}"
                 )
             if served is not None and served.version == version:
+                self.last_error = None  # whatever was wrong with current.json has been put right
                 return ServedVersion(model_version=version, previous_version=version, changed=False)
             if version in self._failed and not force:
                 raise LoadError("known_bad", self._failed[version])

@@ -147,11 +147,6 @@ def test_a_damaged_promotion_keeps_the_served_model(damageable, figures, name: s
     figures.record("faults", f"damaged_artifacts_{name}", {"cases": 1, "reason": reason, "kept": good})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app/model_store.py ModelStore.refresh: when current.json names the version already served it "
-    "returns early without clearing last_error, so /ready keeps reporting a problem that is gone",
-)
 def test_ready_forgets_a_problem_once_it_is_repaired(damageable) -> None:
     """After a bad current.json is put right (naming the served version again), /ready stops reporting it."""
     url, folder, good = damageable
