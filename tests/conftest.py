@@ -139,11 +139,13 @@ def reading_continuously(read: Callable[[], int], pause: float = 0.1) -> Iterato
     done = threading.Event()
 
     def loop() -> None:
-        while not done.wait(pause):
+        while True:
             try:
                 results.append(read())
             except BaseException as err:  # any failure of a reader is what the caller looks for
                 errors.append(err)
+                return
+            if done.wait(pause):
                 return
 
     reader = threading.Thread(target=loop)
@@ -158,6 +160,6 @@ def reading_continuously(read: Callable[[], int], pause: float = 0.1) -> Iterato
 
 
 @pytest.fixture
-def keep_reading() -> Callable[[Callable[[], int]], contextlib.AbstractContextManager[list[int]]]:
+def keep_reading() -> Callable[..., contextlib.AbstractContextManager[list[int]]]:
     """`with keep_reading(lambda: len(read_clean(url))) as seen:`: what readers see while the block runs."""
     return reading_continuously

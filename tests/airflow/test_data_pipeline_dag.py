@@ -21,7 +21,7 @@ from penguins_pipeline.settings import PipelineSettings
 
 RunDag = Callable[..., subprocess.CompletedProcess[str]]
 TaskStates = Callable[[str], dict[str, tuple[str, int]]]
-KeepReading = Callable[[Callable[[], int]], AbstractContextManager[list[int]]]
+KeepReading = Callable[..., AbstractContextManager[list[int]]]
 TASKS = ["ingest", "store_raw", "clean", "store_clean", "validate"]
 REPORT = (
     "344 rows in, dropped: missing_value 11, unknown_category 0, out_of_bounds 0, duplicate 0; 333 rows out"

@@ -15,7 +15,7 @@ from penguins_pipeline.schema import CLEAN_TABLE, DATA_COLUMNS, RAW_TABLE, ROW_K
 from penguins_pipeline.sources import DTYPES, numbered, open_source
 
 RUN = "manual__2026-01-01T00:00:00+00:00"
-KeepReading = Callable[[Callable[[], int]], AbstractContextManager[list[int]]]
+KeepReading = Callable[..., AbstractContextManager[list[int]]]
 
 
 def raw_frame() -> pd.DataFrame:
@@ -111,6 +111,26 @@ def test_an_unreachable_store_is_named_without_its_password() -> None:
     assert "s3cr3t-pw" not in message
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "mysql+pymysql://penguins:s3cr3t-pw@:not-a-port/x",
+            r"^PENGUINS_DB_URL is not a SQLAlchemy URL; e\.g\. ",
+        ),
+        (
+            "postgresql://penguins:s3cr3t-pw@127.0.0.1/x",
+            r"SQLite or MySQL/MariaDB through PyMySQL.*not postgresql",
+        ),
+        ("mysql://penguins:s3cr3t-pw@127.0.0.1/x", r"through PyMySQL.*not mysql at 127\.0\.0\.1"),
+    ],
+)
+def test_a_url_the_pipeline_cannot_use_is_refused_without_its_password(url: str, message: str) -> None:
+    with pytest.raises(store.StoreURLError, match=message) as failure:
+        store.make_engine(url)
+    assert "s3cr3t-pw" not in str(failure.value)
+
+
 def test_a_write_failing_midway_leaves_the_live_table_and_no_staging(db_url: str) -> None:
     frames = real_clean_frames()
     publish(db_url, CLEAN_TABLE, frames)
@@ -157,7 +177,7 @@ def test_readers_see_the_old_or_the_new_table_never_a_partial_one(
 ) -> None:
     small, large = real_clean_frames()[:1], real_clean_frames(chunk_rows=50)
     publish(db_url, CLEAN_TABLE, small)
-    with keep_reading(lambda: len(store.read_clean(db_url))) as seen:
+    with keep_reading(lambda: len(store.read_clean(db_url)), pause=0) as seen:
         for swap in range(6):
             publish(db_url, CLEAN_TABLE, large if swap % 2 == 0 else small, run_id=f"swap-{swap}")
     assert seen and set(seen) <= {sum(map(len, small)), sum(map(len, large))}

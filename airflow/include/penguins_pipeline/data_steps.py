@@ -36,7 +36,7 @@ class ValidationError(RuntimeError):
 
 
 # Failures that another attempt cannot fix: the task fails at once instead of retrying.
-PERMANENT_ERRORS = (SourceError, store.DataNotReadyError, BulkLoadError, ValidationError)
+PERMANENT_ERRORS = (SourceError, store.StoreURLError, store.DataNotReadyError, BulkLoadError, ValidationError)
 
 
 def ingest(settings: PipelineSettings, run_id: str) -> dict[str, Any]:

@@ -20,12 +20,19 @@ from penguins_pipeline.schema import CATEGORIES, CLEAN_TABLE, DATA_COLUMNS, NUME
 log = logging.getLogger(__name__)
 
 READ_CHUNK_ROWS = 100_000
+EXAMPLE_URL = "mysql+pymysql://user:password@host:3306/penguins"
+# The bulk paths speak to these drivers (pysqlite's qmark parameters, PyMySQL's LOAD DATA and warnings).
+SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "mysql+pymysql")
 _TEXT_LENGTH = max(len(value) for values in CATEGORIES.values() for value in values)
 _MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
 class DataStoreError(RuntimeError):
     """The data store cannot be reached: another attempt may succeed."""
+
+
+class StoreURLError(ValueError):
+    """PENGUINS_DB_URL does not name a supported data store: retrying will not help."""
 
 
 class DataNotReadyError(RuntimeError):
@@ -41,7 +48,16 @@ def describe(url: str | sa.URL) -> str:
 
 def make_engine(url: str) -> sa.Engine:
     """An engine for `url` that has just connected once, so an unreachable store fails here, readably."""
-    parsed = sa.make_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):  # e.g. a port that is not a number
+        # Not echoed: a URL that does not parse may still hold a password.
+        raise StoreURLError(f"PENGUINS_DB_URL is not a SQLAlchemy URL; e.g. {EXAMPLE_URL}") from None
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise StoreURLError(
+            f"PENGUINS_DB_URL must name SQLite or MySQL/MariaDB through PyMySQL, e.g. {EXAMPLE_URL}; "
+            f"not {parsed.drivername} at {describe(parsed)}"
+        )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +65,7 @@ def make_engine(url: str) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     else:
-        local_infile = {"local_infile": True} if parsed.get_backend_name() == "mysql" else {}
-        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=local_infile)
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args={"local_infile": True})
     try:
         with engine.connect():
             pass
