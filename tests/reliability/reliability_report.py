@@ -113,6 +113,9 @@ class Report:
             for section, entries in self.sections.items()
         }
         return {
+            "about": "make reliability: tests/reliability on real servers, DAG runs and databases. "
+            "cases_tried counts requests or faults per category; responses_5xx excludes the deliberate 503 "
+            "(no usable model); tests lists every outcome; known_bugs: xfail reasons, bugs not fixed yet.",
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.time() - self.started, 1),
             "machine": {
