@@ -191,3 +191,16 @@ def test_rows_too_long_to_read_back_fail_instead_of_coming_back_cut(
     monkeypatch.setattr(bulk, "GROUP_CONCAT_MAX_LEN", 1000)
     with pytest.raises(BulkLoadError, match="longer than 1000 bytes: too long to read back"):
         store.read_clean(mariadb_url)
+
+
+def test_prefetched_keeps_the_order_and_the_errors() -> None:
+    def pages() -> Iterator[pd.DataFrame]:
+        yield pd.DataFrame({"page": [1]})
+        yield pd.DataFrame({"page": [2]})
+        raise OSError("page 3 is unreadable")
+
+    seen = []
+    with pytest.raises(OSError, match="page 3 is unreadable"):
+        for page in bulk.prefetched(pages()):
+            seen.append(int(page.loc[0, "page"]))
+    assert seen == [1, 2]

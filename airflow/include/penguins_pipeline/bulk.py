@@ -66,22 +66,32 @@ def _bound(column: sa.Column, value: object, dialect: sa.Dialect) -> object:
 def read_frames(
     conn: sa.Connection, table: sa.Table, chunk_rows: int, columns: Sequence[str] | None = None
 ) -> Iterator[pd.DataFrame]:
-    """Every row of `table` (or its `columns`) in key order, `chunk_rows` at a time, typed after the table.
+    """Every row of `table` (or its `columns`) in key order, typed after the table, page by page.
 
-    Pages by key (`WHERE key > last LIMIT n`), so each query is a short index range scan. Call it inside one
-    transaction (`conn`) to read a consistent table even if another process swaps it meanwhile.
+    A page is a key range of `chunk_rows` keys (at most that many rows): a short primary-key range scan,
+    nothing to sort. Call it inside one transaction (`conn`) to read a consistent table even if another
+    process swaps it meanwhile.
     """
     key = table.c[ROW_KEY]
-    last = 0
-    while True:
-        selected = [table.c[name] for name in columns or table.c.keys()]
-        page = sa.select(*selected).where(key > last).order_by(key).limit(chunk_rows)
+    selected = sa.select(*[table.c[name] for name in columns or table.c.keys()])
+    top = conn.execute(sa.select(sa.func.max(key))).scalar() or 0
+    for start in range(0, top, chunk_rows):
+        page = selected.where(key > start, key <= start + chunk_rows)
         frame = _read_mysql(conn, page) if conn.dialect.name == "mysql" else _read_driver_rows(conn, page)
-        if frame.empty:
-            return
-        frame = typed(frame, table)
-        last = int(frame[ROW_KEY].iloc[-1])
-        yield frame
+        if not frame.empty:
+            yield typed(frame, table).sort_values(ROW_KEY, ignore_index=True)
+
+
+def prefetched(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """`chunks`, each fetched in a worker thread while the caller works on the one before.
+
+    The fetch mostly waits for the database, without the GIL: reading and processing overlap.
+    """
+    with ThreadPoolExecutor(1) as fetcher:
+        upcoming = fetcher.submit(next, chunks, None)
+        while (chunk := upcoming.result()) is not None:
+            upcoming = fetcher.submit(next, chunks, None)
+            yield chunk
 
 
 def typed(frame: pd.DataFrame, table: sa.Table) -> pd.DataFrame:
@@ -188,29 +198,21 @@ def _read_mysql(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
         if isinstance(column.type, sa.String):
             value = sa.func.concat('"', sa.func.replace(column, '"', '""'), '"')
         fields.append(sa.func.ifnull(value, _NULL))
-    key = page.selected_columns[ROW_KEY]
-    lines = page.with_only_columns(sa.func.concat_ws(",", *fields).label("line"), key.label("k")).subquery()
-    folded = (
-        sa.select(
-            # Bytes the folded text needs: MySQL would cut it at group_concat_max_len with a mere warning.
-            sa.func.sum(sa.func.length(lines.c.line)) + sa.func.count() - 1,
-            sa.func.group_concat(sa.literal_column("line ORDER BY k SEPARATOR '\\n'")),
-        )
-        .select_from(lines)
-        .group_by(lines.c.k.op("DIV")(LINES_PER_ROW))
-        .order_by(sa.func.min(lines.c.k))
-    )
+    line = sa.func.concat_ws(",", *fields)
+    folded = page.with_only_columns(sa.func.group_concat(line.op("SEPARATOR")(sa.literal_column("'\\n'"))))
     conn.exec_driver_sql(f"SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN}")
-    folds = conn.execute(folded).all()
-    names = [column.name for column in page.selected_columns]
-    if not folds:
-        return pd.DataFrame(columns=names)
-    needed, texts = zip(*folds, strict=True)
-    if max(needed) > GROUP_CONCAT_MAX_LEN:
+    texts = (
+        conn.execute(folded.group_by(page.selected_columns[ROW_KEY].op("DIV")(LINES_PER_ROW))).scalars().all()
+    )
+    # MySQL cuts a GROUP_CONCAT at group_concat_max_len with a mere warning (1260).
+    if conn.exec_driver_sql("SELECT @@warning_count").scalar():
         raise BulkLoadError(
-            f"{LINES_PER_ROW} rows of {page.get_final_froms()[0]} take {max(needed)} bytes, longer than"
+            f"{LINES_PER_ROW} rows of {page.get_final_froms()[0]} are longer than"
             f" {GROUP_CONCAT_MAX_LEN} bytes: too long to read back"
         )
+    names = [column.name for column in page.selected_columns]
+    if not texts:
+        return pd.DataFrame(columns=names)
     # Only the NULL marker is NULL ("" is an empty text, "NA" a text like any other); `typed` parses dates.
     dtypes = {
         column.name: "str" if isinstance(column.type, sa.String | sa.DateTime) else _pandas_dtype(column)

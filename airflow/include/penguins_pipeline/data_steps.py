@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from penguins_pipeline import store
-from penguins_pipeline.bulk import BulkLoadError, read_frames
+from penguins_pipeline.bulk import BulkLoadError, prefetched, read_frames
 from penguins_pipeline.clean import CleanReport, SeenRows, clean_chunk
 from penguins_pipeline.schema import (
     CATEGORIES,
@@ -76,7 +76,10 @@ def clean(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(RAW_TABLE):
                 raise store.DataNotReadyError(f"{RAW_TABLE} does not exist: run data_pipeline from the start")
-            raw = read_frames(conn, store.raw_table(RAW_TABLE), settings.chunk_rows, [ROW_KEY, *DATA_COLUMNS])
+            pages = read_frames(
+                conn, store.raw_table(RAW_TABLE), settings.chunk_rows, [ROW_KEY, *DATA_COLUMNS]
+            )
+            raw = prefetched(pages)  # the next page is read while this one is cleaned
 
             def cleaned() -> Iterator[pd.DataFrame]:
                 for chunk in raw:
