@@ -21,7 +21,6 @@ Settings come from the environment (`.env.example`, "training" section); the log
 from datetime import timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from penguins_pipeline.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
 
@@ -29,12 +28,9 @@ from penguins_pipeline.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
 def run_step(name: str, *args: object) -> object:
     """Run a `train_steps` function; failures that a retry cannot fix fail the task at once."""
     from penguins_pipeline import train_steps
-    from penguins_pipeline.settings import get_settings
+    from penguins_pipeline.task_runner import run_step
 
-    try:
-        return getattr(train_steps, name)(get_settings(), *args)
-    except train_steps.PERMANENT_ERRORS as err:
-        raise AirflowFailException(str(err)) from err
+    return run_step(train_steps, name, *args)
 
 
 @dag(
