@@ -6,8 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from app.encoding import UnknownCategoryError
 
@@ -47,6 +49,31 @@ async def invalid_request(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": _json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
 
+# What FastAPI (fastapi/routing.py) raises, as an HTTPException(400), for a body it cannot even decode: bytes
+# that are not UTF-8 (a gzip stream, Latin-1 text), JSON nested deeper than the parser's recursion limit.
+# Invalid JSON text is already a RequestValidationError ("json_invalid", loc ["body", <offset>]).
+UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def _why_unparsable(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        where = f"byte {cause.object[cause.start]:#04x} at offset {cause.start}"
+        return f"the body is not UTF-8 encoded JSON ({where}: {cause.reason})"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply to be read"
+    return "the body could not be read as JSON"
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """FastAPI's own answer to an HTTPException, but a body it cannot decode: a 422 naming `body`, in the
+    shape of the validation errors (the contract: bad input is a 422 naming the field)."""
+    assert isinstance(error, HTTPException)
+    if error.status_code != 400 or error.detail != UNPARSABLE_BODY:
+        return await http_exception_handler(request, error)
+    detail = {"type": "json_invalid", "loc": ["body"], "msg": _why_unparsable(error.__cause__)}
+    return JSONResponse({"detail": [detail]}, status_code=422)
+
+
 async def unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
@@ -54,5 +81,6 @@ async def unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(UnknownCategoryError, unknown_category)
     app.add_exception_handler(Exception, unexpected)

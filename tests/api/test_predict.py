@@ -112,6 +112,39 @@ def test_malformed_bodies_are_422_never_500(client: TestClient, body: bytes) -> 
     assert "Traceback" not in answer.text
 
 
+# Bodies FastAPI cannot even decode (its own answer would be a 400 naming nothing): what the 422 says.
+UNDECODABLE = {
+    "not_utf8": (b'{"island": "\xff\xfe"}', "not UTF-8"),
+    "gzip": (b"\x1f\x8b\x08\x00garbage", "not UTF-8"),
+    "nested_too_deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize("name", list(UNDECODABLE))
+def test_an_undecodable_body_is_a_422_naming_the_body(client: TestClient, path: str, name: str) -> None:
+    body, words = UNDECODABLE[name]
+    answer = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert (error["type"], error["loc"]) == ("json_invalid", ["body"])
+    assert words in error["msg"]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_malformed_json_is_a_422_naming_the_body(client: TestClient, path: str) -> None:
+    answer = client.post(path, content=b'{"island": "Dream",}', headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["type"] == "json_invalid"
+    assert error["loc"] == ["body", 19]  # FastAPI's own: where the JSON text goes wrong
+
+
+def test_other_http_errors_keep_their_status(client: TestClient) -> None:
+    assert client.get("/predict").status_code == 405
+    assert client.get("/no-such-page").json() == {"detail": "Not Found"}
+
+
 def test_a_body_over_the_limit_is_413(client: TestClient) -> None:
     huge = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
     answer = client.post("/predict", content=huge, headers={"content-type": "application/json"})
