@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: fresh databases on the real servers, and real Airflow DAG runs.
+"""Fixtures shared by every test: fresh databases on the real servers, real Airflow DAG runs, and real model
+versions trained once per session (the API tests, the reliability suite and the docs tests all serve them).
 
 A missing service is a failure, never a skip: CI (`.ci/run`) starts MariaDB and PostgreSQL before the tests.
 """
@@ -13,12 +14,17 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import palmerpenguins
+import pandas as pd
 import pymysql
 import pytest
 
+from penguins_pipeline.schema import DATA_COLUMNS
 from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.train import train_and_write
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -163,3 +169,32 @@ def reading_continuously(read: Callable[[], int], pause: float = 0.1) -> Iterato
 def keep_reading() -> Callable[..., contextlib.AbstractContextManager[list[int]]]:
     """`with keep_reading(lambda: len(read_clean(url))) as seen:`: what readers see while the block runs."""
     return reading_continuously
+
+
+@dataclass(frozen=True)
+class Versions:
+    """A folder holding two published versions: `main` (the default forest) and `other` (a smaller one)."""
+
+    folder: Path
+    main: str
+    other: str
+
+
+@pytest.fixture(scope="session")
+def clean_penguins() -> pd.DataFrame:
+    """What `penguins_clean` holds: palmerpenguins without the rows that miss a value."""
+    return palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def versions(tmp_path_factory: pytest.TempPathFactory, clean_penguins: pd.DataFrame) -> Versions:
+    """Real versions written by the pipeline's own writer (the API side never imports it; its tests may),
+    once per session for every folder: read them, never change them (copy the folder first)."""
+    folder = tmp_path_factory.mktemp("versions")
+    main = train_and_write(clean_penguins, folder, PipelineSettings(artifacts_dir=folder, cv_folds=2))
+    other = train_and_write(
+        clean_penguins,
+        folder,
+        PipelineSettings(artifacts_dir=folder, cv_folds=2, n_estimators=15, random_state=7),
+    )
+    return Versions(folder, main, other)

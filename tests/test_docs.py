@@ -27,10 +27,8 @@ def run_file(relative: str) -> dict[str, Any]:
     return runpy.run_path(str(REPO / relative), run_name=f"docs_test_{Path(relative).stem}")
 
 
-# The API tests' fixtures, reused as they are: model versions trained by the pipeline's own code.
+# The API tests' fixtures, reused as they are: the session's model versions (tests/conftest.py), served.
 API = run_file("tests/api/conftest.py")
-clean_penguins = API["clean_penguins"]
-versions = API["versions"]
 artifacts_dir = API["artifacts_dir"]
 make_client = API["make_client"]
 bench_tables = SimpleNamespace(**run_file("scripts/bench_tables.py"))

@@ -1,5 +1,5 @@
-"""Fixtures of the API tests: real model versions, written once per session by the pipeline's own writer
-(the API side never imports it; its tests may), and the API run with its lifespan or as a real server."""
+"""Fixtures of the API tests: a private copy of the session's model versions (`versions`, tests/conftest.py),
+and the API run with its lifespan or as a real server."""
 
 import os
 import shutil
@@ -10,54 +10,21 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import palmerpenguins
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
 from penguins_pipeline import artifacts
-from penguins_pipeline.schema import DATA_COLUMNS
-from penguins_pipeline.settings import PipelineSettings
-from penguins_pipeline.train import train_and_write
 
 API_DIR = Path(__file__).resolve().parents[2] / "api"
 
 
-@dataclass(frozen=True)
-class Versions:
-    """A folder holding two published versions: `main` (the default forest) and `other` (a smaller one)."""
-
-    folder: Path
-    main: str
-    other: str
-
-
-@pytest.fixture(scope="session")
-def clean_penguins() -> pd.DataFrame:
-    """What `penguins_clean` holds: palmerpenguins without the rows that miss a value."""
-    return palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
-
-
-@pytest.fixture(scope="session")
-def versions(tmp_path_factory: pytest.TempPathFactory, clean_penguins: pd.DataFrame) -> Versions:
-    folder = tmp_path_factory.mktemp("versions")
-    main = train_and_write(clean_penguins, folder, PipelineSettings(artifacts_dir=folder, cv_folds=2))
-    other = train_and_write(
-        clean_penguins,
-        folder,
-        PipelineSettings(artifacts_dir=folder, cv_folds=2, n_estimators=15, random_state=7),
-    )
-    return Versions(folder, main, other)
-
-
 @pytest.fixture
-def artifacts_dir(tmp_path: Path, versions: Versions) -> Path:
+def artifacts_dir(tmp_path: Path, versions) -> Path:
     """A private ARTIFACTS_DIR with both versions, `main` promoted: tests may break it as they like."""
     folder = tmp_path / "artifacts"
     shutil.copytree(versions.folder, folder)

@@ -15,10 +15,6 @@ from reliability_report import REPORT, RESULTS_ENV
 
 from penguins_pipeline import artifacts
 
-# The API tests' session fixtures, reused as they are: two real versions trained by the pipeline's own code.
-clean_penguins = API.clean_penguins
-versions = API.versions
-
 TOKEN = f"reliability-{secrets.token_hex(8)}"
 SECRETS.add(TOKEN)
 

@@ -35,7 +35,7 @@ def load_module(relative: str, name: str) -> ModuleType:
     return sys.modules[name]
 
 
-# running_api, free_port and the `versions` fixture: the API tests' real server and real model versions.
+# running_api and free_port: the API tests' real server (the `versions` fixture is in tests/conftest.py).
 API = load_module("tests/api/conftest.py", "api_test_fixtures")
 
 # run_all(settings, run_id): data_pipeline's five steps in process, to set a store up before the real DAG run.
