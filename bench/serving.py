@@ -180,7 +180,8 @@ def million_row_neighbors(folder: Path, version: str) -> dict[str, float]:
     """The KD-tree over a 1,000,000-row training split (real rows, jittered), then single queries."""
     predictor = Predictor(load_version(folder, version), near_tie_margin=0.2)
     rng = np.random.default_rng(0)
-    measures = predictor._split_measures[rng.integers(0, len(predictor._split_measures), 1_000_000)]
+    real = predictor._split_numbers[:, : len(NUMERIC_FEATURES)]
+    measures = real[rng.integers(0, len(real), 1_000_000)]
     measures = measures * rng.normal(1, 0.02, measures.shape)
     categories = predictor._split_categories[rng.integers(0, len(predictor._split_categories), 1_000_000)]
     points = predictor.encoder.encode_many(measures, categories)
@@ -188,7 +189,7 @@ def million_row_neighbors(folder: Path, version: str) -> dict[str, float]:
     index = NeighborIndex(points, N_NEIGHBORS)
     build = time.perf_counter() - start
     queries = points[rng.integers(0, len(points), 2000)] + rng.normal(0, 0.05, (2000, points.shape[1]))
-    query = timed(lambda: [index.query_one(q) for q in queries], 3) / len(queries)
+    query = timed(lambda: [index.query(q[None]) for q in queries], 3) / len(queries)
     return {"rows": 1_000_000, "build_s": build, "query_us": query * 1e6}
 
 

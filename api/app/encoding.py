@@ -5,6 +5,7 @@ float64 operations in the same order cost microseconds and give identical bits, 
 """
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,9 @@ class FeatureEncoder:
             raise ValueError("the preprocessor must be a StandardScaler then a OneHotEncoder")
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
-        self._mean = tuple(float(m) for m in scaler.mean_) if scaler.with_mean else (0.0,) * len(numeric)
-        self._scale = tuple(float(s) for s in scaler.scale_) if scaler.with_std else (1.0,) * len(numeric)
+        width = len(numeric)
+        self._mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else np.zeros(width)
+        self._scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else np.ones(width)
         self.categories = {
             field: tuple(str(c) for c in cats)
             for field, cats in zip(categorical, one_hot.categories_, strict=True)
@@ -47,42 +49,25 @@ class FeatureEncoder:
             if len(lowered) != len(cats):
                 raise ValueError(f"{field} has categories that differ only by case: {cats}")
             self._index[field] = lowered
-        # The one-hot block of each category value, ready to append to a row.
-        self._one_hot = {field: np.eye(len(cats)).tolist() for field, cats in self.categories.items()}
+        # Row i of each table is the one-hot block of category i.
+        self._one_hot = {field: np.eye(len(cats)) for field, cats in self.categories.items()}
         self.width = len(numeric) + sum(len(c) for c in self.categories.values())
 
-    def category_index(self, field: str, value: str) -> int:
-        """Position of `value` among the model's categories of `field`, ignoring case."""
-        try:
-            return self._index[field][value.strip().lower()]
-        except KeyError:
-            raise UnknownCategoryError(field, value, self.categories[field]) from None
-
     def category_positions(self, field: str, values: Sequence[str]) -> np.ndarray:
-        """`category_index` of many values at once; an unknown one raises with its position."""
-        index = self._index[field]
-        positions = [index.get(value.strip().lower(), -1) for value in values]
+        """Positions of `values` among the model's categories of `field`, ignoring case; an unknown value
+        raises with its position."""
+        positions = list(map(self._index[field].get, map(str.lower, values), repeat(-1)))
         if -1 in positions:
             position = positions.index(-1)
             raise UnknownCategoryError(field, values[position], self.categories[field], position)
         return np.array(positions, dtype=np.intp)
 
-    def encode_one(self, measures: Sequence[float], category_indices: Sequence[int]) -> np.ndarray:
-        """One float64 row; Python float arithmetic is the same IEEE float64 arithmetic as the scaler's."""
-        values = [(v - m) / s for v, m, s in zip(measures, self._mean, self._scale, strict=True)]
-        for field, index in zip(self.categorical, category_indices, strict=True):
-            values += self._one_hot[field][index]
-        return np.array(values)
-
     def encode_many(self, measures: np.ndarray, category_indices: np.ndarray) -> np.ndarray:
-        """Rows of float64 from an (n, measures) array and an (n, categorical) array of category positions."""
-        rows = np.zeros((len(measures), self.width))
-        rows[:, : len(self.numeric)] = (measures - np.array(self._mean)) / np.array(self._scale)
-        start = len(self.numeric)
-        for column, field in enumerate(self.categorical):
-            rows[np.arange(len(rows)), start + category_indices[:, column]] = 1.0
-            start += len(self.categories[field])
-        return rows
+        """float64 rows from an (n, measures) array and an (n, categorical) array of category positions:
+        the scaler's arithmetic (subtract the mean, divide by the scale), then the one-hot blocks."""
+        scaled = (measures - self._mean) / self._scale
+        blocks = [self._one_hot[field][category_indices[:, i]] for i, field in enumerate(self.categorical)]
+        return np.concatenate([scaled, *blocks], axis=1)
 
     def category_indices(self, frame: Any) -> np.ndarray:
         """(n, categorical) positions for a DataFrame of category names (training data, trusted)."""

@@ -13,12 +13,7 @@ class NeighborIndex:
         self.k = min(k, len(points))
         self._tree = cKDTree(points)
 
-    def query_one(self, row: np.ndarray) -> tuple[list[float], np.ndarray]:
-        """Distances and row numbers of the k nearest points, nearest first."""
-        distances, indices = self._tree.query(row, k=self.k)
-        return np.atleast_1d(distances).tolist(), np.atleast_1d(indices)
-
-    def query_many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, k) distances and row numbers."""
+    def query(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) distances and row numbers of the k nearest points of each row, nearest first."""
         distances, indices = self._tree.query(rows, k=self.k)
         return distances.reshape(len(rows), self.k), indices.reshape(len(rows), self.k)

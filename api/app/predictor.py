@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.encoding import FeatureEncoder
+from app.batching import MicroBatcher
+from app.encoding import FeatureEncoder, UnknownCategoryError
 from app.forest import FlatForest
 from app.loader import LoadedVersion
 from app.neighbors import NeighborIndex
@@ -64,14 +65,17 @@ class Predictor:
 
         split = objects["training_split.joblib"]
         frame = split["features_raw"]
-        self._split_measures = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
+        measures = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
         self._split_categories = self.encoder.category_indices(frame)
         self._split_labels = np.asarray(split["labels_encoded"], dtype=np.intp)
         if len(self._split_labels) != len(frame) or not len(frame):
             raise ValueError("training_split.joblib: features and labels differ in length, or are empty")
-        points = self.encoder.encode_many(self._split_measures, self._split_categories)
+        points = self.encoder.encode_many(measures, self._split_categories)
         self._neighbors = NeighborIndex(points, N_NEIGHBORS)
-        self._split_pca = self._project(points)
+        # What an answer shows of a neighbour, in one table: the four measures, then its PCA position.
+        self._split_numbers = np.column_stack([measures, self._project(points)])
+        # /predict answers through this: requests that arrive together are answered in one pass.
+        self.batcher = MicroBatcher(self._predict_requests)
 
         self.training_points_json = self._training_points(objects["training_data_for_viz.joblib"])
         self._self_check(objects, frame.head(SELF_CHECK_ROWS), points[:SELF_CHECK_ROWS])
@@ -79,26 +83,13 @@ class Predictor:
     # --- answering ---
 
     def predict(self, penguin: PenguinFeatures) -> dict[str, Any]:
-        measures = _MEASURES_OF(penguin)
-        island = self.encoder.category_index("island", penguin.island)
-        sex = self.encoder.category_index("sex", penguin.sex)
-        row = self.encoder.encode_one(measures, (island, sex))
-        probabilities = self.forest.predict_proba_one(row.astype(np.float32)).tolist()
-        best = max(range(len(probabilities)), key=probabilities.__getitem__)  # first maximum, as np.argmax
-        x, y = self._project(row).tolist()
-        distances, rows = self._neighbors.query_one(row)
-        return {
-            "species": self.classes[best],
-            "probabilities": dict(zip(self.classes, probabilities, strict=True)),
-            "neighbors": self._neighbor_dicts(distances, rows),
-            "pca": {"x": x, "y": y},
-            "model_version": self.version,
-            "warnings": self._warnings(measures, island, best, probabilities),
-        }
+        """Species, probabilities, the nearest training penguins, the PCA position and warnings."""
+        return self.predict_batch((penguin,), include_neighbors=True)[0]
 
     def predict_batch(
         self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
     ) -> list[dict[str, Any]]:
+        """The answer of `predict` for each penguin, from one vectorised pass (neighbours only if asked)."""
         measures = np.array(list(map(_MEASURES_OF, penguins)), dtype=np.float64).reshape(
             -1, len(NUMERIC_FEATURES)
         )
@@ -109,13 +100,10 @@ class Predictor:
             ]
         )
         rows = self.encoder.encode_many(measures, categories)
-        probabilities = self.forest.predict_proba(rows.astype(np.float32))
+        probabilities = self.forest.predict_proba(rows)
         best = probabilities.argmax(axis=1)
         pca = self._project(rows).tolist()
-        neighbors: list[Any] = [None] * len(rows)
-        if include_neighbors:
-            distances, indices = self._neighbors.query_many(rows)
-            neighbors = [self._neighbor_dicts(d, i) for d, i in zip(distances.tolist(), indices, strict=True)]
+        neighbors = self._neighbors_of(rows) if include_neighbors else [None] * len(rows)
         flagged = self._may_warn(measures, probabilities, categories[:, 0], best)
         probabilities, best = probabilities.tolist(), best.tolist()
         warnings = {
@@ -137,6 +125,15 @@ class Predictor:
             )
         ]
 
+    def _predict_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:
+        """/predict's micro-batches: each penguin is a request of its own, so an error names no position
+        (the batcher answers the others again without the bad one)."""
+        try:
+            return self.predict_batch(penguins, include_neighbors=True)
+        except UnknownCategoryError as error:
+            error.position = None
+            raise
+
     def _may_warn(
         self, measures: np.ndarray, probabilities: np.ndarray, islands: np.ndarray, best: np.ndarray
     ) -> list[int]:
@@ -147,34 +144,43 @@ class Predictor:
         unseen = ~self._seen[islands, best]
         return np.flatnonzero(outside | near_tie | unseen).tolist()
 
-    def _neighbor_dicts(self, distances: Sequence[float], rows: np.ndarray) -> list[dict[str, Any]]:
+    def _neighbors_of(self, rows: np.ndarray) -> list[list[dict[str, Any]]]:
+        """The nearest training penguins of each row, nearest first, from three gathers for all rows."""
+        distances, nearest = self._neighbors.query(rows)
         islands, sexes = self.encoder.categories["island"], self.encoder.categories["sex"]
-        # Spelled out rather than zipped with NUMERIC_FEATURES: this runs on every request, twice as fast.
+        # Spelled out rather than zipped with field names: this runs for every penguin, twice as fast.
         return [
-            {
-                "bill_length_mm": bill,
-                "bill_depth_mm": depth,
-                "flipper_length_mm": flipper,
-                "body_mass_g": mass,
-                "island": islands[island],
-                "sex": sexes[sex],
-                "species": self.classes[label],
-                "distance": distance,
-                "pca": {"x": xy[0], "y": xy[1]},
-            }
-            for (bill, depth, flipper, mass), (island, sex), label, distance, xy in zip(
-                self._split_measures[rows].tolist(),
-                self._split_categories[rows].tolist(),
-                self._split_labels[rows].tolist(),
-                distances,
-                self._split_pca[rows].tolist(),
+            [
+                {
+                    "bill_length_mm": bill,
+                    "bill_depth_mm": depth,
+                    "flipper_length_mm": flipper,
+                    "body_mass_g": mass,
+                    "island": islands[island],
+                    "sex": sexes[sex],
+                    "species": self.classes[label],
+                    "distance": distance,
+                    "pca": {"x": x, "y": y},
+                }
+                for (bill, depth, flipper, mass, x, y), (island, sex), label, distance in zip(
+                    numbers, row_categories, labels, row_distances, strict=True
+                )
+            ]
+            for numbers, row_categories, labels, row_distances in zip(
+                self._split_numbers[nearest].tolist(),
+                self._split_categories[nearest].tolist(),
+                self._split_labels[nearest].tolist(),
+                distances.tolist(),
                 strict=True,
             )
         ]
 
     def _project(self, rows: np.ndarray) -> np.ndarray:
-        """PCA coordinates, as `pca.transform` computes them."""
-        return (rows @ self._pca_axes - self._pca_offset) / self._pca_scale
+        """PCA coordinates, as `pca.transform` computes them (to 1e-9). Summed feature by feature rather than
+        by a matrix product, whose rounding depends on the number of rows: a penguin gets the same bits
+        whatever else is in its batch."""
+        products = rows[:, :, np.newaxis] * self._pca_axes
+        return (products.sum(axis=1) - self._pca_offset) / self._pca_scale
 
     def _warnings(
         self, measures: Sequence[float], island: int, best: int, probabilities: Sequence[float]
@@ -237,15 +243,13 @@ class Predictor:
         if not np.array_equal(expected, points):
             raise ValueError("the preprocessor's fitted parameters do not reproduce its output")
         reference = objects["model.joblib"].predict_proba(expected)
-        walked = np.array([self.forest.predict_proba_one(row) for row in expected[:16].astype(np.float32)])
-        applied = self.forest.predict_proba(expected.astype(np.float32))
+        walked = self.forest.predict_proba(expected[:16])  # a few rows: all trees at once
+        applied = self.forest.predict_proba(expected)  # more: tree by tree
         if not (
             np.allclose(reference, applied, rtol=0, atol=1e-9)
             and np.allclose(reference[:16], walked, atol=1e-9)
         ):
             raise ValueError("the flattened forest does not reproduce the model's probabilities")
         projected = objects["pca.joblib"].transform(expected)
-        if not np.allclose(
-            projected, (points @ self._pca_axes - self._pca_offset) / self._pca_scale, atol=1e-9
-        ):
+        if not np.allclose(projected, self._project(points), atol=1e-9):
             raise ValueError("the PCA parameters do not reproduce its projection")

@@ -27,7 +27,7 @@ def _json(content: Any) -> Response:
 @router.post("/predict", response_model=Prediction, responses=_ERRORS)
 async def predict(penguin: PenguinFeatures, predictor: PredictorDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
-    answer = predictor.predict(penguin)
+    answer = await predictor.batcher.submit(penguin)
     metrics.count_predictions(answer["species"])
     return _json(answer)
 
