@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import resource
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -216,18 +215,11 @@ def fresh_database(store: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="penguins-bench-") as tmp:
             yield f"sqlite:///{tmp}/penguins.db"
         return
-    import sqlalchemy as sa
+    sys.path.insert(0, str(REPO / "scripts"))  # the tests' scratch databases, made the same way
+    from scratch_database import scratch_database
 
-    name = f"penguins_bench_{secrets.token_hex(4)}"
-    server = sa.create_engine(MYSQL_SERVER)
-    with server.begin() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    try:
-        yield f"{MYSQL_SERVER}/{name}"
-    finally:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        server.dispose()
+    with scratch_database(MYSQL_SERVER, "penguins_bench") as url:
+        yield url
 
 
 def measure_here(stage: str, store: str, rows: int, baseline: bool) -> dict[str, Any]:

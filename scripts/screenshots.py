@@ -30,6 +30,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+# Also how tests/api/test_page.py launches it (pytest puts scripts/ on its path): one set of flags for both.
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -7,7 +7,6 @@ A missing service is a failure, never a skip: CI (`.ci/run`) starts MariaDB and 
 import contextlib
 import json
 import os
-import secrets
 import sqlite3
 import subprocess
 import sys
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import palmerpenguins
 import pandas as pd
-import pymysql
 import pytest
+import sqlalchemy as sa
+from scratch_database import scratch_database
 
 from penguins_pipeline.schema import DATA_COLUMNS
 from penguins_pipeline.settings import PipelineSettings
@@ -28,7 +28,8 @@ from penguins_pipeline.train import train_and_write
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
+POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 RunDag = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -39,22 +40,28 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'penguins.db'}"
 
 
+def fresh_database(server_url: str, prefix: str, server: str) -> Iterator[str]:
+    """The database fixtures' body: a scratch database (scripts/scratch_database.py) on `server_url`, dropped
+    afterwards; a `server` that does not answer fails the test."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_database(server_url, prefix))
+        except sa.exc.OperationalError as err:
+            pytest.fail(f"{server} does not answer ({err}); start it as .ci/run does")
+        yield url
+
+
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh, uniquely named database on the local MariaDB (127.0.0.1:3306, root), dropped afterwards."""
-    name = f"penguins_test_{secrets.token_hex(6)}"
-    try:
-        admin = pymysql.connect(**MARIADB, connect_timeout=5, autocommit=True)
-    except pymysql.err.OperationalError as err:
-        pytest.fail(f"MariaDB does not answer on 127.0.0.1:3306 ({err}); start it as .ci/run does")
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+    yield from fresh_database(MARIADB, "penguins_test", "MariaDB on 127.0.0.1:3306")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL (127.0.0.1:5432, trust), dropped afterwards (even while a
+    session of the test still uses it)."""
+    yield from fresh_database(POSTGRES, "penguins_e2e", "PostgreSQL on 127.0.0.1:5432")
 
 
 def airflow_env(home: Path, **overrides: str) -> dict[str, str]:

@@ -8,20 +8,12 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
+from screenshots import CHROMIUM, CHROMIUM_ARGS  # Chromium as `make screenshots` launches it
 
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_pipeline import artifacts
 
-CHROMIUM = "/usr/bin/chromium"
 HTTP_STATUS_NOTICE = "Failed to load resource: the server responded with a status of"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")

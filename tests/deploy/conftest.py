@@ -1,10 +1,10 @@
-"""Shared by the deployment tests: the native supervisor as a module, a fresh PostgreSQL database."""
+"""Shared by the deployment tests: the native supervisor as a module, a free port. (Their fresh PostgreSQL
+database, `postgres_url`, is in tests/conftest.py beside the MariaDB one.)"""
 
 import importlib.util
-import secrets
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -34,24 +34,3 @@ def free_port() -> Callable[[], int]:
             return probe.getsockname()[1]
 
     return pick
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL (127.0.0.1:5432, trust), dropped after; no server fails."""
-    import psycopg2
-
-    name = f"penguins_e2e_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres", connect_timeout=5)
-    except psycopg2.OperationalError as err:
-        pytest.fail(f"PostgreSQL does not answer on 127.0.0.1:5432 ({err}); start it as .ci/run does")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
