@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -160,6 +161,46 @@ def test_prune_keeps_the_newest_and_the_promoted_and_sweeps_old_staging(
     assert artifacts.list_versions(quick_settings.artifacts_dir) == [promoted, newer[2], newer[3]]
     assert fresh.exists()
     assert not [p for p in models.iterdir() if p.name.startswith(".tmp-deleting")]
+
+
+def test_prune_sweeps_a_temporary_current_json_left_by_a_killed_promote(
+    promoted: str, quick_settings: PipelineSettings
+) -> None:
+    root = quick_settings.artifacts_dir
+    killed, writing = root / ".current.json.deadbeef.tmp", root / ".current.json.0badf00d.tmp"
+    for half_written in (killed, writing):
+        half_written.write_text('{"version": "2026')
+    two_minutes_ago = time.time() - 120
+    os.utime(killed, (two_minutes_ago, two_minutes_ago))
+
+    assert artifacts.prune(root, keep=10) == [killed.name]
+    assert not killed.exists()
+    assert writing.exists()  # young: it may be a promote's, being written now
+    assert artifacts.read_current(root) == promoted
+
+
+def test_prune_never_breaks_a_concurrent_promote(promoted: str, quick_settings: PipelineSettings) -> None:
+    root = quick_settings.artifacts_dir
+    done, failures = threading.Event(), []
+
+    def promote_again_and_again() -> None:
+        try:
+            for _ in range(100):
+                artifacts.promote(root, promoted)
+        except BaseException as err:  # reported below
+            failures.append(err)
+        finally:
+            done.set()
+
+    promoter = threading.Thread(target=promote_again_and_again)
+    promoter.start()
+    while not done.is_set():
+        artifacts.prune(root, keep=10)
+    promoter.join()
+
+    assert failures == []
+    assert artifacts.read_current(root) == promoted
+    assert list(root.glob(".current.json.*")) == []
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

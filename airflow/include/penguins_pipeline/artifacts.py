@@ -46,6 +46,9 @@ HELDOUT_FILE = ".heldout.joblib"
 STAGING_PREFIX = ".tmp-"
 VERSION_PATTERN = re.compile(VERSION_ID_PATTERN)
 STALE_STAGING_SECONDS = 3600
+# A temporary `current.json` lives for the milliseconds of one write; one older than this was left by a
+# promote killed before its rename (SIGKILL, power loss), never by one still writing.
+STALE_POINTER_SECONDS = 60
 
 
 class ArtifactError(RuntimeError):
@@ -115,9 +118,14 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _temp_path(path: Path, tag: str) -> Path:
+    """Where `_write_json_atomically` writes `path` first (hidden, beside it); tag "*" makes the glob."""
+    return path.with_name(f".{path.name}.{tag}.tmp")
+
+
 def _write_json_atomically(path: Path, content: Mapping[str, Any]) -> None:
     """Temp file in the same folder, fsync, rename over: a reader sees the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = _temp_path(path, secrets.token_hex(4))
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=2, ensure_ascii=False)
@@ -276,8 +284,22 @@ def rollback(artifacts_dir: Path, version: str) -> dict[str, str]:
     return promote(artifacts_dir, version)
 
 
-def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SECONDS) -> list[str]:
-    """Keep the newest `keep` versions and the promoted one; drop staging left by crashes over an hour ago."""
+def _older_than(path: Path, seconds: float, now: float) -> bool:
+    """False for a path that is gone meanwhile (a concurrent writer renamed it into place)."""
+    try:
+        return now - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
+def prune(
+    artifacts_dir: Path,
+    keep: int,
+    stale_after: float = STALE_STAGING_SECONDS,
+    stale_pointer_after: float = STALE_POINTER_SECONDS,
+) -> list[str]:
+    """Keep the newest `keep` versions and the promoted one; drop what killed writers left: staging folders
+    over an hour old, temporary `current.json` files over a minute old."""
     models = Path(artifacts_dir) / MODELS_DIR
     current = read_current(artifacts_dir)
     versions = list_versions(artifacts_dir)
@@ -286,7 +308,12 @@ def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SEC
     stale = [
         p.name
         for p in (models.iterdir() if models.is_dir() else [])
-        if p.name.startswith(STAGING_PREFIX) and now - p.stat().st_mtime > stale_after
+        if p.name.startswith(STAGING_PREFIX) and _older_than(p, stale_after, now)
+    ]
+    pointers = [
+        p
+        for p in Path(artifacts_dir).glob(_temp_path(Path(CURRENT_FILE), "*").name)
+        if _older_than(p, stale_pointer_after, now)
     ]
     for name in doomed:
         # Hide it first with one rename, so a reader never opens a half-deleted version.
@@ -299,7 +326,9 @@ def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SEC
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    return doomed + stale
+    for path in pointers:
+        path.unlink(missing_ok=True)
+    return doomed + stale + [p.name for p in pointers]
 
 
 def main(argv: list[str] | None = None) -> int:
