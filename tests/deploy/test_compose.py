@@ -16,6 +16,9 @@ import compose
 import pytest
 import yaml
 
+from app.core.config import Settings
+from penguins_pipeline.settings import PipelineSettings
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_BIN = Path(compose.__file__).parent / "docker-compose"
 FIXED_SERVICES = {
@@ -28,6 +31,9 @@ FIXED_SERVICES = {
     "airflow-dag-processor",
 }
 AIRFLOW_LONG_RUNNING = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"]
+# Settings the compose file sets itself (where things are inside the containers), and the secret: no default
+# of the code to compare them with.
+SET_BY_COMPOSE = {"penguins_db_url", "artifacts_dir", "api_url", "api_host", "api_port", "warmup_token"}
 
 
 def resolved(*files: str, env: dict[str, str] | None = None, tmp_path: Path) -> dict[str, Any]:
@@ -127,6 +133,38 @@ def test_databases_keep_their_data_in_named_volumes(base: dict[str, Any]) -> Non
     assert mounts(base["mysql"])["/var/lib/mysql"]["type"] == "volume"
     assert mounts(base["airflow-db"])["/var/lib/postgresql/data"]["type"] == "volume"
     assert base["mysql"]["command"] == ["--local-infile=1"]
+
+
+@pytest.mark.parametrize(
+    ("services", "settings"),
+    [(["airflow-init", *AIRFLOW_LONG_RUNNING], PipelineSettings), (["api"], Settings)],
+    ids=["pipeline", "api"],
+)
+def test_every_setting_reaches_its_containers_with_the_code_default(
+    base: dict[str, Any], services: list[str], settings: type
+) -> None:
+    """.env can tune every setting under compose too, and an unset one keeps the default it has natively."""
+    defaults = settings.model_construct()  # the code's defaults, not this process' environment
+    for name in services:
+        passed = {
+            key.lower(): value
+            for key, value in base[name]["environment"].items()
+            if key.lower() in settings.model_fields
+        }
+        assert set(settings.model_fields) - set(passed) == set(), f"{name}: settings compose does not pass"
+        tuned = settings(**{k: v for k, v in passed.items() if k not in SET_BY_COMPOSE})
+        differ = [k for k in passed if k not in SET_BY_COMPOSE and getattr(tuned, k) != getattr(defaults, k)]
+        assert differ == [], f"{name}: compose defaults differ from the code's"
+
+
+def test_settings_follow_the_environment(tmp_path: Path) -> None:
+    env = {"N_ESTIMATORS": "300", "MAX_DEPTH": "8", "API_LOG_LEVEL": "debug"}
+    services = resolved("docker-compose.yml", env=env, tmp_path=tmp_path)["services"]
+    assert PipelineSettings(max_depth="").max_depth is None  # what compose passes when .env has no MAX_DEPTH
+    for name in ["airflow-init", *AIRFLOW_LONG_RUNNING]:
+        assert services[name]["environment"]["N_ESTIMATORS"] == "300", name
+        assert services[name]["environment"]["MAX_DEPTH"] == "8", name
+    assert services["api"]["environment"]["API_LOG_LEVEL"] == "debug"
 
 
 def test_airflow_services_share_one_image_config_and_secret(base: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # airflow/include/penguins_pipeline/settings.py -> the repository root. Defaults are absolute because Airflow
@@ -45,6 +45,12 @@ class PipelineSettings(BaseSettings):
     warmup_attempts: int = Field(5, ge=1)
     warmup_backoff_seconds: float = Field(1.0, ge=0)
     warmup_timeout_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("max_depth", mode="before")
+    @classmethod
+    def _empty_depth_is_none(cls, depth: object) -> object:
+        """`MAX_DEPTH=` (empty: what compose passes when .env does not set it) means no limit."""
+        return None if depth == "" else depth
 
 
 @lru_cache
