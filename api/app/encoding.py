@@ -53,14 +53,14 @@ class FeatureEncoder:
         self._one_hot = {field: np.eye(len(cats)) for field, cats in self.categories.items()}
         self.width = len(numeric) + sum(len(c) for c in self.categories.values())
 
-    def category_positions(self, field: str, values: Sequence[str]) -> np.ndarray:
+    def category_positions(self, field: str, values: Sequence[str]) -> list[int]:
         """Positions of `values` among the model's categories of `field`, ignoring case; an unknown value
         raises with its position."""
         positions = list(map(self._index[field].get, map(str.lower, values), repeat(-1)))
         if -1 in positions:
             position = positions.index(-1)
             raise UnknownCategoryError(field, values[position], self.categories[field], position)
-        return np.array(positions, dtype=np.intp)
+        return positions
 
     def encode_many(self, measures: np.ndarray, category_indices: np.ndarray) -> np.ndarray:
         """float64 rows from an (n, measures) array and an (n, categorical) array of category positions:

@@ -47,11 +47,16 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limits_by_path.get(scope["path"], self.limit)
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _too_large(send, limit)
-                return
-        # Read the (bounded) body here, then replay it: a chunked upload cannot slip past the limit either.
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        if declared.isdigit() and b"transfer-encoding" not in headers:
+            # The server delivers no more than the declared length: nothing to count.
+            await self.app(scope, receive, send)
+            return
+        # No declared length (a chunked upload): read the body here, bounded, then replay it.
         chunks, size = [], 0
         while True:
             message = await receive()

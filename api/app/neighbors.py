@@ -10,10 +10,9 @@ from scipy.spatial import cKDTree
 
 class NeighborIndex:
     def __init__(self, points: np.ndarray, k: int) -> None:
-        self.k = min(k, len(points))
+        self._ks = list(range(1, min(k, len(points)) + 1))  # a list: answers keep their k axis even for k=1
         self._tree = cKDTree(points)
 
     def query(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, k) distances and row numbers of the k nearest points of each row, nearest first."""
-        distances, indices = self._tree.query(rows, k=self.k)
-        return distances.reshape(len(rows), self.k), indices.reshape(len(rows), self.k)
+        return self._tree.query(rows, k=self._ks)

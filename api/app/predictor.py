@@ -21,6 +21,7 @@ N_NEIGHBORS = 5
 _MEASURES_OF = attrgetter(*NUMERIC_FEATURES)
 # Rows on which a version's fast path is checked against its own scikit-learn objects before it is served.
 SELF_CHECK_ROWS = 256
+_FEW_ROWS = 8
 
 
 class Predictor:
@@ -90,25 +91,32 @@ class Predictor:
         self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
     ) -> list[dict[str, Any]]:
         """The answer of `predict` for each penguin, from one vectorised pass (neighbours only if asked)."""
-        measures = np.array(list(map(_MEASURES_OF, penguins)), dtype=np.float64).reshape(
-            -1, len(NUMERIC_FEATURES)
-        )
-        categories = np.column_stack(
+        measures = np.array(list(map(_MEASURES_OF, penguins)), dtype=np.float64)
+        categories = np.array(
             [
                 self.encoder.category_positions(field, list(map(attrgetter(field), penguins)))
                 for field in CATEGORICAL_FEATURES
-            ]
-        )
+            ],
+            dtype=np.intp,
+        ).T
         rows = self.encoder.encode_many(measures, categories)
         probabilities = self.forest.predict_proba(rows)
         best = probabilities.argmax(axis=1)
         pca = self._project(rows).tolist()
         neighbors = self._neighbors_of(rows) if include_neighbors else [None] * len(rows)
-        flagged = self._may_warn(measures, probabilities, categories[:, 0], best)
+        # A few rows are checked one by one; a big batch first picks the rows that may get a warning.
+        flagged = (
+            range(len(rows)) if len(rows) <= 8 else self._may_warn(measures, probabilities, categories, best)
+        )
         probabilities, best = probabilities.tolist(), best.tolist()
         warnings = {
-            i: self._warnings(measures[i].tolist(), int(categories[i, 0]), best[i], probabilities[i])
+            i: found
             for i in flagged
+            if (
+                found := self._warnings(
+                    measures[i].tolist(), int(categories[i, 0]), best[i], probabilities[i]
+                )
+            )
         }
         classes, version = self.classes, self.version
         return [
@@ -135,13 +143,13 @@ class Predictor:
             raise
 
     def _may_warn(
-        self, measures: np.ndarray, probabilities: np.ndarray, islands: np.ndarray, best: np.ndarray
+        self, measures: np.ndarray, probabilities: np.ndarray, categories: np.ndarray, best: np.ndarray
     ) -> list[int]:
         """Rows of a batch that get at least one warning: the conditions of `_warnings`, vectorised."""
         outside = ((measures < self._lows) | (measures > self._highs)).any(axis=1)
         top_two = np.sort(probabilities, axis=1)[:, -2:]
         near_tie = top_two[:, 1] - top_two[:, 0] < self._near_tie_margin
-        unseen = ~self._seen[islands, best]
+        unseen = ~self._seen[categories[:, 0], best]
         return np.flatnonzero(outside | near_tie | unseen).tolist()
 
     def _neighbors_of(self, rows: np.ndarray) -> list[list[dict[str, Any]]]:
