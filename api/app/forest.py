@@ -2,23 +2,18 @@
 
 sklearn spends ~3 ms per call in Python bookkeeping around 100 tiny tree walks. Here a few rows take every
 tree at once in a dozen numpy operations (QuickScorer's bitvectors: Lucchese et al., SIGIR 2015), and a big
-batch uses each tree's own compiled `apply`, split over the cores. Both follow sklearn exactly: X is cast
+batch uses each tree's own compiled `apply`. Both follow sklearn exactly: X is cast
 to float32 and compared `<=` to the float64 thresholds, a tree's probability is its leaf's stored class
 fractions, and trees are summed in order then divided by their number, so the floats (and so the argmax,
 even on exact ties) are the ones sklearn would give.
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 # Up to this many rows walk all trees at once; above, per-tree `apply` is faster.
 _ALL_TREES_AT_ONCE_MAX_ROWS = 64
-# From this many rows a batch is split over the cores (`apply` releases the GIL); below, threads cost more.
-_THREADED_MIN_ROWS = 2048
-_THREADS = min(4, os.cpu_count() or 1)
 _MAX_LEAVES_PER_WORD = 64
 
 
@@ -72,10 +67,7 @@ class FlatForest:
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         if len(rows) <= _ALL_TREES_AT_ONCE_MAX_ROWS:
             return self._walk_by_bitvectors(rows) if self.uses_bitvectors else self._walk_by_levels(rows)
-        if len(rows) < _THREADED_MIN_ROWS or _THREADS == 1:
-            return self._apply_trees(rows)
-        with ThreadPoolExecutor(_THREADS) as pool:
-            return np.concatenate(list(pool.map(self._apply_trees, np.array_split(rows, _THREADS))))
+        return self._apply_trees(rows)
 
     def _build_bitvectors(self, trees: list[Any]) -> None:
         """Each tree's leaves are the bits of one uint64, left to right. Every split whose row goes right

@@ -4,6 +4,7 @@ The store swaps whole Predictor objects, so a request that picked one up answers
 """
 
 from collections.abc import Sequence
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -91,7 +92,11 @@ class Predictor:
         self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
     ) -> list[dict[str, Any]]:
         """The answer of `predict` for each penguin, from one vectorised pass (neighbours only if asked)."""
-        measures = np.array(list(map(_MEASURES_OF, penguins)), dtype=np.float64)
+        measures = np.fromiter(
+            chain.from_iterable(map(_MEASURES_OF, penguins)),
+            np.float64,
+            len(penguins) * len(NUMERIC_FEATURES),
+        ).reshape(len(penguins), len(NUMERIC_FEATURES))
         categories = np.array(
             [
                 self.encoder.category_positions(field, list(map(attrgetter(field), penguins)))
@@ -104,33 +109,30 @@ class Predictor:
         best = probabilities.argmax(axis=1)
         pca = self._project(rows).tolist()
         neighbors = self._neighbors_of(rows) if include_neighbors else [None] * len(rows)
-        # A few rows are checked one by one; a big batch first picks the rows that may get a warning.
-        flagged = (
-            range(len(rows)) if len(rows) <= 8 else self._may_warn(measures, probabilities, categories, best)
-        )
+        # A big batch first picks the rows that may get a warning; a few rows are simply checked one by one.
+        few = len(rows) <= _FEW_ROWS
+        flagged = range(len(rows)) if few else self._may_warn(measures, probabilities, categories, best)
         probabilities, best = probabilities.tolist(), best.tolist()
         warnings = {
-            i: found
+            i: self._warnings(measures[i].tolist(), int(categories[i, 0]), best[i], probabilities[i])
             for i in flagged
-            if (
-                found := self._warnings(
-                    measures[i].tolist(), int(categories[i, 0]), best[i], probabilities[i]
-                )
-            )
         }
         classes, version = self.classes, self.version
+        # Built part by part, each by one comprehension: the fastest way to 10,000 small dicts in CPython.
+        species = [classes[b] for b in best]
+        probabilities = [dict(zip(classes, p, strict=False)) for p in probabilities]  # lengths are equal
+        positions = [{"x": x, "y": y} for x, y in pca]
+        warned = [warnings.get(i) or [] for i in range(len(rows))]
         return [
             {
-                "species": classes[b],
-                "probabilities": dict(zip(classes, p, strict=True)),
+                "species": s,
+                "probabilities": p,
                 "neighbors": n,
-                "pca": {"x": x, "y": y},
+                "pca": xy,
                 "model_version": version,
-                "warnings": warnings.get(position, []),
+                "warnings": w,
             }
-            for position, (b, p, n, (x, y)) in enumerate(
-                zip(best, probabilities, neighbors, pca, strict=True)
-            )
+            for s, p, n, xy, w in zip(species, probabilities, neighbors, positions, warned, strict=True)
         ]
 
     def _predict_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """POST /warmup's token, and the Prometheus metrics (also summed across several workers)."""
 
+import time
 from pathlib import Path
 
 import httpx
@@ -66,10 +67,11 @@ def test_several_workers_report_the_whole_server(artifacts_dir: Path, api_server
     with api_server(artifacts_dir, API_WORKERS="2") as url:
         with httpx.Client(base_url=url) as http:
             # Fresh connections spread over both workers.
-            pids = set()
             for _ in range(40):
                 http.post("/predict", json=EXAMPLE_PENGUIN, headers={"Connection": "close"})
-            for _ in range(8):
+            pids: set[str | None] = set()
+            deadline = time.monotonic() + 60  # a worker reports once its own first load is done
+            while len(pids - {None}) < 2 and time.monotonic() < deadline:
                 text = http.get("/metrics", headers={"Connection": "close"}).text
                 total = value(text, "http_requests_total", route="/predict", status="200")
                 assert total == 40, text
@@ -78,4 +80,5 @@ def test_several_workers_report_the_whole_server(artifacts_dir: Path, api_server
                     for (name, labels), v in samples(text).items()
                     if name == "penguins_model_info"
                 }
+                time.sleep(0.2)
         assert len(pids - {None}) == 2  # both workers serve (and report) the model
