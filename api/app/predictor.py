@@ -260,6 +260,9 @@ class Predictor:
             and np.allclose(reference[:16], walked, atol=1e-9)
         ):
             raise ValueError("the flattened forest does not reproduce the model's probabilities")
+        distances, nearest = self._neighbors.query(points[:1])  # also compiles the scan before serving
+        if distances[0, 0] != 0 or not np.array_equal(points[nearest[0, 0]], points[0]):
+            raise ValueError("the neighbour index does not find a training row as its own nearest")
         projected = objects["pca.joblib"].transform(expected)
         if not np.allclose(projected, self._project(points), atol=1e-9):
             raise ValueError("the PCA parameters do not reproduce its projection")

@@ -10,6 +10,7 @@ from scipy.spatial.distance import cdist
 
 from app.core.config import Settings
 from app.loader import load_version
+from app.neighbors import NeighborIndex
 from app.predictor import Predictor
 from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS, PenguinFeatures
 
@@ -83,3 +84,20 @@ def test_neighbors_are_the_nearest_of_the_whole_training_split(
         for neighbor in neighbors:
             position = int(np.argmin(np.abs(row - neighbor["distance"])))
             assert neighbor["species"] == predictor.classes[split["labels_encoded"][position]]
+
+
+@pytest.mark.parametrize("size", [3, 266, 4096, 5000])  # a scan up to 4,096 points, a KD-tree above
+def test_the_neighbour_index_finds_the_true_nearest_at_any_size(size: int) -> None:
+    rng = np.random.default_rng(size)
+    points = rng.normal(size=(size, 9))
+    points[-1] = points[0]  # an exact tie: the lower row number comes first
+    queries = np.vstack([points[:3], rng.normal(size=(20, 9))])
+    distances, nearest = NeighborIndex(points, 5).query(queries)
+    truth = cdist(queries, points)
+    k = min(5, size)
+    assert distances.shape == nearest.shape == (len(queries), k)
+    np.testing.assert_allclose(distances, np.sort(truth, axis=1)[:, :k], rtol=0, atol=1e-12)
+    found = truth[np.arange(len(queries))[:, None], nearest]
+    np.testing.assert_allclose(found, distances, rtol=0, atol=1e-12)
+    assert distances[0, 0] == 0
+    assert nearest[0, 0] == 0 if size <= 4096 else nearest[0, 0] in {0, size - 1}
