@@ -1,12 +1,14 @@
 """Serving benchmark: /predict against a hello-world endpoint that parses the same pydantic body.
 
 Both run as one uvicorn worker (no access log, same flags), loaded in turn by Debian's `wrk` on loopback,
-alternating servers so that both see the same background load; only ratios from one run are compared.
+alternating servers so that both see the same background load; only ratios from one run are compared, each
+the median of the per-round ratios (a round runs the two servers back to back: these shared machines drift
+by tens of percent within a minute).
 Bodies rotate over real penguins, so nothing can be answered from a cache. Also: a 10,000-penguin batch
 in-process and over HTTP, cold start (process start to the first 200 of /predict), RSS, and the nearest-
 neighbour search over a 1,000,000-row training split. Writes bench/results/serving.json, prints a table.
 
-    make bench                     # or: python bench/serving.py --seconds 10 --rounds 3
+    make bench                     # or: python bench/serving.py --seconds 8 --rounds 10
 """
 
 import argparse
@@ -130,6 +132,12 @@ def alternate(
     return summary
 
 
+def per_round_ratio(summary: dict[str, Any], key: str) -> float:
+    """Median over rounds of predict's figure over hello's, both measured back to back in that round."""
+    pairs = zip(summary["predict"]["runs"], summary["hello"]["runs"], strict=True)
+    return statistics.median(predict[key] / hello[key] for predict, hello in pairs)
+
+
 def train_version(folder: Path) -> str:
     """A real version, by the pipeline's own code (imported here: the hello server imports this module)."""
     from penguins_pipeline import artifacts
@@ -197,8 +205,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=8, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two servers (at least 2)")
+    parser.add_argument("--seconds", type=int, default=4, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations of the two servers (at least 2)")
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -260,12 +268,10 @@ def main() -> None:
             "throughput": throughput,
             "single_connection": single,
             "ratios": {
-                "throughput_predict_over_hello": throughput["predict"]["requests_per_second"]
-                / throughput["hello"]["requests_per_second"],
-                "single_connection_p50_predict_over_hello": single["predict"]["p50_ms"]
-                / single["hello"]["p50_ms"],
-                "server_cpu_per_request_hello_over_predict": throughput["hello"]["server_cpu_us_per_request"]
-                / throughput["predict"]["server_cpu_us_per_request"],
+                "throughput_predict_over_hello": per_round_ratio(throughput, "requests_per_second"),
+                "single_connection_p50_predict_over_hello": per_round_ratio(single, "p50_ms"),
+                "server_cpu_per_request_hello_over_predict": 1
+                / per_round_ratio(throughput, "server_cpu_us_per_request"),
             },
             "cold_start_s": cold_start,
             "rss_mb_after_load": rss / 2**20,

@@ -106,7 +106,8 @@ def serving(results: dict[str, Any]) -> str:
         [
             f"**Serving** (`make bench` → `bench/results/serving.json`). {machine_line(results)} One uvicorn "
             f"worker, `wrk` on loopback, {setup.get('rounds', '?')} alternating rounds of "
-            f"{setup.get('wrk_seconds', '?')} s per server; each figure is the mean of the rounds.",
+            f"{setup.get('wrk_seconds', '?')} s per server; each figure is the median of the rounds, "
+            "each ratio the median of the per-round ratios (a round runs both servers back to back).",
             table(header, rows),
             table(["goal (issue 4)", "measured", "goal", ""], goal_rows),
             table(["also measured", "value"], other_rows),

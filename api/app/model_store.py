@@ -10,13 +10,15 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
+from typing import Any
 
 from anyio import to_thread
 
 from app import metrics
+from app.batching import MicroBatcher
 from app.loader import LoadError, load_version, read_current
 from app.predictor import Predictor
-from app.schemas import ServedVersion
+from app.schemas import PenguinFeatures, ServedVersion
 
 log = logging.getLogger(__name__)
 NO_MODEL_YET = (
@@ -33,6 +35,8 @@ class ModelStore:
     def __init__(self, artifacts_dir: Path, near_tie_margin: float) -> None:
         self.artifacts_dir = artifacts_dir
         self.predictor: Predictor | None = None
+        # /predict answers through this, from the served predictor: requests arriving together share a pass.
+        self.batcher: MicroBatcher[PenguinFeatures, dict[str, Any]] | None = None
         self.last_error: str | None = None
         self._near_tie_margin = near_tie_margin
         self._failed: dict[str, str] = {}  # version -> why it was refused
@@ -67,7 +71,8 @@ class ModelStore:
                 kept = f"still serving {served.version}" if served else "no model served"
                 log.error("model version refused: %s (%s)", err, kept)
                 raise
-            self.predictor = predictor  # the swap: one reference, read once per request
+            # The swap: references read once per request (no await in between, so never seen apart).
+            self.predictor, self.batcher = predictor, MicroBatcher(predictor.answer_requests)
             # The model's objects live until the next swap: keep them (and the libraries) out of the cyclic
             # collector's scans, which otherwise stall big batches (~2x median on 10,000 penguins).
             gc.freeze()

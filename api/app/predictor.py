@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.batching import MicroBatcher
 from app.encoding import FeatureEncoder, UnknownCategoryError
 from app.forest import FlatForest
 from app.loader import LoadedVersion
@@ -76,8 +75,6 @@ class Predictor:
         self._neighbors = NeighborIndex(points, N_NEIGHBORS)
         # What an answer shows of a neighbour, in one table: the four measures, then its PCA position.
         self._split_numbers = np.column_stack([measures, self._project(points)])
-        # /predict answers through this: requests that arrive together are answered in one pass.
-        self.batcher = MicroBatcher(self._predict_requests)
 
         self.training_points_json = self._training_points(objects["training_data_for_viz.joblib"])
         self._self_check(objects, frame.head(SELF_CHECK_ROWS), points[:SELF_CHECK_ROWS])
@@ -135,9 +132,9 @@ class Predictor:
             for s, p, n, xy, w in zip(species, probabilities, neighbors, positions, warned, strict=True)
         ]
 
-    def _predict_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:
-        """/predict's micro-batches: each penguin is a request of its own, so an error names no position
-        (the batcher answers the others again without the bad one)."""
+    def answer_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:
+        """/predict's micro-batches (see batching.py): each penguin is a request of its own, so an error
+        names no position (the batcher answers the others again without the bad one)."""
         try:
             return self.predict_batch(penguins, include_neighbors=True)
         except UnknownCategoryError as error:

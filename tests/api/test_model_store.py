@@ -1,16 +1,20 @@
 """Loading versions: anything not exactly what was promoted is refused, and the served model stays."""
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.model_store import ModelStore
 from app.schemas import EXAMPLE_PENGUIN
+from penguins_pipeline import artifacts
 
 
 def point_current_at(artifacts_dir: Path, version: str) -> None:
@@ -181,3 +185,15 @@ def test_starting_over_a_bad_version_serves_nothing_and_says_why(
         assert ready.status_code == 503
         assert "sha256" in ready.json()["detail"]
         assert client.post("/predict", json=EXAMPLE_PENGUIN).status_code == 503
+
+
+def test_a_replaced_version_is_freed_at_once(artifacts_dir: Path, versions) -> None:
+    """The store freezes what it serves out of the garbage collector's sight, so a replaced predictor must
+    be freed by reference counting alone: one reference cycle in it would keep every old model forever."""
+    store = ModelStore(artifacts_dir, near_tie_margin=0.2)
+    asyncio.run(store.refresh())
+    replaced = weakref.ref(store.predictor)
+    artifacts.promote(artifacts_dir, versions.other)
+    asyncio.run(store.refresh())
+    assert store.predictor.version == versions.other
+    assert replaced() is None

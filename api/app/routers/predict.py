@@ -7,7 +7,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Response, status
 
 from app import metrics
-from app.deps import PredictorDep, SettingsDep
+from app.deps import BatcherDep, PredictorDep, SettingsDep
 from app.model_store import NO_MODEL_YET
 from app.schemas import BatchPrediction, BatchRequest, ErrorMessage, PenguinFeatures, Prediction
 
@@ -25,9 +25,9 @@ def _json(content: Any) -> Response:
 
 
 @router.post("/predict", response_model=Prediction, responses=_ERRORS)
-async def predict(penguin: PenguinFeatures, predictor: PredictorDep) -> Response:
+async def predict(penguin: PenguinFeatures, batcher: BatcherDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
-    answer = await predictor.batcher.submit(penguin)
+    answer = await batcher.submit(penguin)
     metrics.count_predictions(answer["species"])
     return _json(answer)
 
