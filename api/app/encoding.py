@@ -34,11 +34,10 @@ class FeatureEncoder:
         scaler, one_hot = fitted[0][0], fitted[1][0]
         if not hasattr(scaler, "scale_") or not hasattr(one_hot, "categories_"):
             raise ValueError("the preprocessor must be a StandardScaler then a OneHotEncoder")
-        self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
-        width = len(numeric)
-        self._mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else np.zeros(width)
-        self._scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else np.ones(width)
+        count = len(numeric)
+        self._mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else np.zeros(count)
+        self._scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else np.ones(count)
         self.categories = {
             field: tuple(str(c) for c in cats)
             for field, cats in zip(categorical, one_hot.categories_, strict=True)
@@ -51,7 +50,6 @@ class FeatureEncoder:
             self._index[field] = lowered
         # Row i of each table is the one-hot block of category i.
         self._one_hot = {field: np.eye(len(cats)) for field, cats in self.categories.items()}
-        self.width = len(numeric) + sum(len(c) for c in self.categories.values())
 
     def category_positions(self, field: str, values: Sequence[str]) -> list[int]:
         """Positions of `values` among the model's categories of `field`, ignoring case; an unknown value

@@ -52,18 +52,13 @@ class FlatForest:
         self._tree_values = [np.ascontiguousarray(tree.value[:, 0, :]) for tree in trees]
 
         offsets = np.cumsum([0] + [tree.node_count for tree in trees])[:-1]
-        self._left = np.concatenate(
-            [
-                np.where(t.children_left >= 0, t.children_left + o, -1)
-                for t, o in zip(trees, offsets, strict=True)
-            ]
-        )
-        self._right = np.concatenate(
-            [
-                np.where(t.children_left >= 0, t.children_right + o, -1)
-                for t, o in zip(trees, offsets, strict=True)
-            ]
-        )
+        # Node ids made global across the concatenated trees; a leaf's children are -1.
+        left, right = [], []
+        for tree, offset in zip(trees, offsets, strict=True):
+            leaf = tree.children_left < 0
+            left.append(np.where(leaf, -1, tree.children_left + offset))
+            right.append(np.where(leaf, -1, tree.children_right + offset))
+        self._left, self._right = np.concatenate(left), np.concatenate(right)
         self._feature = np.concatenate([tree.feature for tree in trees]).astype(np.intp)
         self._threshold = np.concatenate([tree.threshold for tree in trees])
         self._value = np.concatenate(self._tree_values)
