@@ -1,16 +1,14 @@
 """Typed dependencies of the routes. All async: a sync dependency would cost a thread hop per request."""
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.batching import MicroBatcher
 from app.core.config import Settings
-from app.model_store import NO_MODEL_YET, ModelStore
+from app.model_store import NO_MODEL_YET, ModelStore, PredictBatcher
 from app.predictor import Predictor
-from app.schemas import PenguinFeatures
 
 
 async def app_settings(request: Request) -> Settings:
@@ -29,7 +27,7 @@ async def get_predictor(request: Request) -> Predictor:
     return predictor
 
 
-async def get_batcher(request: Request) -> MicroBatcher[PenguinFeatures, dict[str, Any]]:
+async def get_batcher(request: Request) -> PredictBatcher:
     """The served version's batcher: /predict's answer comes from that one version."""
     batcher = request.app.state.model_store.batcher
     if batcher is None:
@@ -40,7 +38,7 @@ async def get_batcher(request: Request) -> MicroBatcher[PenguinFeatures, dict[st
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-BatcherDep = Annotated[MicroBatcher[PenguinFeatures, dict[str, Any]], Depends(get_batcher)]
+BatcherDep = Annotated[PredictBatcher, Depends(get_batcher)]
 
 _bearer = HTTPBearer(auto_error=False, description="WARMUP_TOKEN, when the server sets one")
 

@@ -21,6 +21,8 @@ from app.predictor import Predictor
 from app.schemas import PenguinFeatures, ServedVersion
 
 log = logging.getLogger(__name__)
+# Answers /predict requests, one penguin each, from the served predictor.
+PredictBatcher = MicroBatcher[PenguinFeatures, dict[str, Any]]
 NO_MODEL_YET = (
     "no model yet: run train_pipeline (Airflow) to train and promote one; this API picks it up within "
     "seconds (or at once with POST /warmup)."
@@ -36,7 +38,7 @@ class ModelStore:
         self.artifacts_dir = artifacts_dir
         self.predictor: Predictor | None = None
         # /predict answers through this, from the served predictor: requests arriving together share a pass.
-        self.batcher: MicroBatcher[PenguinFeatures, dict[str, Any]] | None = None
+        self.batcher: PredictBatcher | None = None
         self.last_error: str | None = None
         self._near_tie_margin = near_tie_margin
         self._failed: dict[str, str] = {}  # version -> why it was refused
