@@ -15,6 +15,7 @@ from app.encoding import FeatureEncoder, UnknownCategoryError
 from app.forest import FlatForest
 from app.loader import LoadedVersion
 from app.neighbors import NeighborIndex
+from app.projection import PcaProjection
 from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
 
 N_NEIGHBORS = 5
@@ -59,10 +60,7 @@ class Predictor:
         self._seen.flags.writeable = False
 
         self.forest = FlatForest(model)
-        pca = objects["pca.joblib"]
-        self._pca_axes = np.ascontiguousarray(pca.components_.T)
-        self._pca_offset = pca.mean_ @ pca.components_.T
-        self._pca_scale = np.sqrt(pca.explained_variance_) if pca.whiten else np.ones(2)
+        self._project = PcaProjection(objects["pca.joblib"])
 
         split = objects["training_split.joblib"]
         frame = split["features_raw"]
@@ -104,21 +102,25 @@ class Predictor:
         rows = self.encoder.encode_many(measures, categories)
         probabilities = self.forest.predict_proba(rows)
         best = probabilities.argmax(axis=1)
-        pca = self._project(rows).tolist()
         neighbors = self._neighbors_of(rows) if include_neighbors else [None] * len(rows)
         # A big batch first picks the rows that may get a warning; a few rows are simply checked one by one.
         few = len(rows) <= _FEW_ROWS
         flagged = range(len(rows)) if few else self._may_warn(measures, probabilities, categories, best)
-        probabilities, best = probabilities.tolist(), best.tolist()
         warnings = {
-            i: self._warnings(measures[i].tolist(), int(categories[i, 0]), best[i], probabilities[i])
+            i: self._warnings(
+                measures[i].tolist(), int(categories[i, 0]), int(best[i]), probabilities[i].tolist()
+            )
             for i in flagged
         }
         classes, version = self.classes, self.version
-        # Built part by part, each by one comprehension: the fastest way to 10,000 small dicts in CPython.
-        species = [classes[b] for b in best]
-        probabilities = [dict(zip(classes, p, strict=False)) for p in probabilities]  # lengths are equal
-        positions = [{"x": x, "y": y} for x, y in pca]
+        # Built part by part from columns (no list per row), the probabilities species by species: the fastest
+        # way found to 10,000 small dicts in CPython, twice as fast as dict(zip(classes, row)) per row.
+        species = [classes[b] for b in best.tolist()]
+        by_species: list[dict[str, float]] = [{} for _ in range(len(rows))]
+        for name, column in zip(classes, probabilities.T.tolist(), strict=True):
+            for answer, probability in zip(by_species, column, strict=True):
+                answer[name] = probability
+        positions = [{"x": x, "y": y} for x, y in zip(*self._project(rows).T.tolist(), strict=True)]
         warned = [warnings.get(i) or [] for i in range(len(rows))]
         return [
             {
@@ -129,7 +131,7 @@ class Predictor:
                 "model_version": version,
                 "warnings": w,
             }
-            for s, p, n, xy, w in zip(species, probabilities, neighbors, positions, warned, strict=True)
+            for s, p, n, xy, w in zip(species, by_species, neighbors, positions, warned, strict=True)
         ]
 
     def answer_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:
@@ -181,13 +183,6 @@ class Predictor:
                 strict=True,
             )
         ]
-
-    def _project(self, rows: np.ndarray) -> np.ndarray:
-        """PCA coordinates, as `pca.transform` computes them (to 1e-9). Summed feature by feature rather than
-        by a matrix product, whose rounding depends on the number of rows: a penguin gets the same bits
-        whatever else is in its batch."""
-        products = rows[:, :, np.newaxis] * self._pca_axes
-        return (products.sum(axis=1) - self._pca_offset) / self._pca_scale
 
     def _warnings(
         self, measures: Sequence[float], island: int, best: int, probabilities: Sequence[float]
@@ -250,12 +245,7 @@ class Predictor:
         if not np.array_equal(expected, points):
             raise ValueError("the preprocessor's fitted parameters do not reproduce its output")
         reference = objects["model.joblib"].predict_proba(expected)
-        walked = self.forest.predict_proba(expected[:16])  # a few rows: all trees at once
-        applied = self.forest.predict_proba(expected)  # more: tree by tree
-        if not (
-            np.allclose(reference, applied, rtol=0, atol=1e-9)
-            and np.allclose(reference[:16], walked, atol=1e-9)
-        ):
+        if not np.allclose(reference, self.forest.predict_proba(expected), rtol=0, atol=1e-9):
             raise ValueError("the flattened forest does not reproduce the model's probabilities")
         distances, nearest = self._neighbors.query(points[:1])  # also compiles the scan before serving
         if distances[0, 0] != 0 or not np.array_equal(points[nearest[0, 0]], points[0]):

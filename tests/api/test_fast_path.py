@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist
+from sklearn.ensemble import RandomForestClassifier
 
 from app.core.config import Settings
+from app.forest import FlatForest
 from app.loader import load_version
 from app.neighbors import NeighborIndex
 from app.predictor import Predictor
@@ -101,3 +103,15 @@ def test_the_neighbour_index_finds_the_true_nearest_at_any_size(size: int) -> No
     np.testing.assert_allclose(found, distances, rtol=0, atol=1e-12)
     assert distances[0, 0] == 0
     assert nearest[0, 0] == 0 if size <= 4096 else nearest[0, 0] in {0, size - 1}
+
+
+@pytest.mark.parametrize("rows", [1, 1023, 1024, 5001])  # one compiled walk, then slices in parallel threads
+def test_the_flat_forest_equals_sklearn_at_any_batch_size(rows: int) -> None:
+    """On a forest of deep, uneven trees (noisy labels), not only the default model's small ones."""
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(3000, 6))
+    y = (x[:, 0] + rng.normal(scale=1.5, size=3000) > 0).astype(int) + (x[:, 1] > 1)
+    forest = RandomForestClassifier(n_estimators=25, random_state=0).fit(x, y)
+    assert max(e.tree_.max_depth for e in forest.estimators_) > 15
+    queries = rng.normal(scale=2, size=(rows, 6))
+    assert np.array_equal(FlatForest(forest).predict_proba(queries), forest.predict_proba(queries))
