@@ -106,12 +106,11 @@ class Predictor:
         # A big batch first picks the rows that may get a warning; a few rows are simply checked one by one.
         few = len(rows) <= _FEW_ROWS
         flagged = range(len(rows)) if few else self._may_warn(measures, probabilities, categories, best)
-        warnings = {
-            i: self._warnings(
+        warned: list[list[dict[str, Any]]] = [[] for _ in range(len(rows))]
+        for i in flagged:
+            warned[i] = self._warnings(
                 measures[i].tolist(), int(categories[i, 0]), int(best[i]), probabilities[i].tolist()
             )
-            for i in flagged
-        }
         classes, version = self.classes, self.version
         # Built part by part from columns (no list per row), the probabilities species by species: the fastest
         # way found to 10,000 small dicts in CPython, twice as fast as dict(zip(classes, row)) per row.
@@ -121,7 +120,6 @@ class Predictor:
             for answer, probability in zip(by_species, column, strict=True):
                 answer[name] = probability
         positions = [{"x": x, "y": y} for x, y in zip(*self._project(rows).T.tolist(), strict=True)]
-        warned = [warnings.get(i) or [] for i in range(len(rows))]
         return [
             {
                 "species": s,
