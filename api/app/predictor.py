@@ -3,7 +3,9 @@
 The store swaps whole Predictor objects, so a request that picked one up answers entirely from one version.
 """
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from operator import attrgetter
 from typing import Any
@@ -23,6 +25,20 @@ _MEASURES_OF = attrgetter(*NUMERIC_FEATURES)
 # Rows on which a version's fast path is checked against its own scikit-learn objects before it is served.
 SELF_CHECK_ROWS = 256
 _FEW_ROWS = 8
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A batch's answers are tens of thousands of small objects that all outlive the call: a cyclic
+    collection while they are built frees none of them, and cost ~10% of a 10,000-penguin batch."""
+    if not gc.isenabled():  # paused by a concurrent batch, or by the host program: leave it so
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Predictor:
@@ -83,6 +99,7 @@ class Predictor:
         """Species, probabilities, the nearest training penguins, the PCA position and warnings."""
         return self.predict_batch((penguin,), include_neighbors=True)[0]
 
+    @_collector_paused()
     def predict_batch(
         self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
     ) -> list[dict[str, Any]]:

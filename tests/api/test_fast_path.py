@@ -1,5 +1,6 @@
 """The fast path answers exactly what the plain scikit-learn pipeline loaded from the joblib files answers."""
 
+import gc
 from pathlib import Path
 
 import joblib
@@ -10,6 +11,7 @@ from scipy.spatial.distance import cdist
 from sklearn.ensemble import RandomForestClassifier
 
 from app.core.config import Settings
+from app.encoding import UnknownCategoryError
 from app.forest import FlatForest
 from app.loader import load_version
 from app.neighbors import NeighborIndex
@@ -115,3 +117,26 @@ def test_the_flat_forest_equals_sklearn_at_any_batch_size(rows: int) -> None:
     assert max(e.tree_.max_depth for e in forest.estimators_) > 15
     queries = rng.normal(scale=2, size=(rows, 6))
     assert np.array_equal(FlatForest(forest).predict_proba(queries), forest.predict_proba(queries))
+
+
+def test_a_batch_pauses_the_garbage_collector_and_leaves_it_as_it_found_it(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused while a batch builds its answers, and only then: also when the batch fails, and a collector
+    the host program paused stays paused."""
+    good = as_inputs(random_penguins(20, seed=3))
+    bad = [*good, good[0].model_copy(update={"island": "Atlantis"})]
+    project, seen = predictor._project, []
+    monkeypatch.setattr(predictor, "_project", lambda rows: seen.append(gc.isenabled()) or project(rows))
+    predictor.predict_batch(good, include_neighbors=False)
+    assert seen == [False]
+    assert gc.isenabled()
+    with pytest.raises(UnknownCategoryError):
+        predictor.predict_batch(bad, include_neighbors=False)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        predictor.predict_batch(good, include_neighbors=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
