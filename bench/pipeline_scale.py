@@ -139,7 +139,7 @@ def serve_stage(url: str, rows: int, requests: int = 2000) -> dict[str, Any]:
     from penguins_pipeline import train_steps
     from penguins_pipeline.settings import PipelineSettings
 
-    sys.path.insert(0, str(REPO / "api"))  # bench/serving.py imports the API's modules
+    sys.path[:0] = [str(REPO / "api"), str(REPO / "scripts")]  # what bench/serving.py imports
     from serving import free_port, real_penguins, start, wait_for_200
 
     data_stage(url, rows)

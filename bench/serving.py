@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 import palmerpenguins
 import psutil
 from fastapi import FastAPI
+from free_port import free_port
 
 from app.loader import load_version
 from app.neighbors import NeighborIndex
@@ -50,12 +50,6 @@ hello_app = FastAPI()
 async def hello(penguin: PenguinFeatures) -> dict[str, str]:
     """The baseline: FastAPI parsing and validating the same body, answering a constant."""
     return {"species": "hello"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_200(url: str, body: dict[str, Any], process: subprocess.Popen, timeout: float = 120) -> float:

@@ -14,7 +14,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from free_port import free_port
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,12 +62,6 @@ IMAGES = {
 
 class ScreenshotError(Exception):
     """Something the user can act on (no Chromium, a failed DAG run, a timeout): a message, no trace."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def penguin_per_species() -> dict[str, dict[str, Any]]:

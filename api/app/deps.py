@@ -1,7 +1,7 @@
 """Typed dependencies of the routes. All async: a sync dependency would cost a thread hop per request."""
 
 import secrets
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,20 +19,24 @@ async def get_store(request: Request) -> ModelStore:
     return request.app.state.model_store
 
 
+Part = TypeVar("Part")
+
+
+def _served(part: Part | None) -> Part:
+    """A part of the served version, or 503 while no version is served."""
+    if part is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL_YET)
+    return part
+
+
 async def get_predictor(request: Request) -> Predictor:
     """The served version, read once: the whole request answers from it even if a swap happens meanwhile."""
-    predictor = request.app.state.model_store.predictor
-    if predictor is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL_YET)
-    return predictor
+    return _served(request.app.state.model_store.predictor)
 
 
 async def get_batcher(request: Request) -> PredictBatcher:
     """The served version's batcher: /predict's answer comes from that one version."""
-    batcher = request.app.state.model_store.batcher
-    if batcher is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL_YET)
-    return batcher
+    return _served(request.app.state.model_store.batcher)
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]

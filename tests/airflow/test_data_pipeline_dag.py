@@ -4,7 +4,6 @@ Each Airflow run costs seconds: the rules themselves are tested without Airflow 
 what only a real run shows: task wiring, states, retries, logs, and readers during a run.
 """
 
-import socket
 import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -13,6 +12,7 @@ from pathlib import Path
 import palmerpenguins
 import pandas as pd
 import sqlalchemy as sa
+from free_port import free_port
 
 from penguins_pipeline import data_steps, store
 from penguins_pipeline.bulk import read_frames
@@ -70,12 +70,6 @@ def test_runs_on_mariadb_repeat_identically_and_never_show_a_partial_table(
     pd.testing.assert_frame_equal(clean_again, clean)
     pd.testing.assert_frame_equal(raw_again[[ROW_KEY, *DATA_COLUMNS]], raw[[ROW_KEY, *DATA_COLUMNS]])
     assert raw_again["run_id"].nunique() == 1 and set(raw_again["run_id"]) != set(raw["run_id"])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_unreachable_store_fails_after_its_retries_naming_host_and_url(

@@ -3,7 +3,6 @@ and the API run with its lifespan or as a real server."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from free_port import free_port
 
 from app.core.config import Settings
 from app.main import create_app
@@ -57,12 +57,6 @@ def empty_client(tmp_path: Path) -> Iterator[TestClient]:
     """The API over an ARTIFACTS_DIR where nothing was ever trained."""
     with app_client(tmp_path / "nothing-yet") as test_client:
         yield test_client
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,8 @@
-"""Shared by the deployment tests: the native supervisor as a module, a free port. (Their fresh PostgreSQL
+"""Shared by the deployment tests: the native supervisor as a module. (Their fresh PostgreSQL
 database, `postgres_url`, is in tests/conftest.py beside the MariaDB one.)"""
 
 import importlib.util
-import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -22,15 +20,3 @@ def run_stack() -> ModuleType:
     sys.modules["run_stack"] = module
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def free_port() -> Callable[[], int]:
-    """`free_port()`: a TCP port nothing listens on now (other engineers' servers use the fixed ones)."""
-
-    def pick() -> int:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-
-    return pick

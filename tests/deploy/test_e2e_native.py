@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from free_port import free_port
 
 from app.schemas import EXAMPLE_PENGUIN
 
@@ -152,7 +153,7 @@ def pss_mb(processes: list[psutil.Process]) -> float:
 
 
 @pytest.fixture
-def native_env(tmp_path: Path, free_port: Callable[[], int]) -> dict[str, str]:
+def native_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in INHERITED_STATE}
     return {
         **env,

@@ -5,12 +5,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import psutil
 import pytest
+from free_port import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,9 +28,7 @@ def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.parametrize("busy", ["AIRFLOW_PORT", "API_PORT"])
-def test_a_port_in_use_is_a_clear_message_and_nothing_starts(
-    tmp_path: Path, busy: str, free_port: Callable[[], int]
-) -> None:
+def test_a_port_in_use_is_a_clear_message_and_nothing_starts(tmp_path: Path, busy: str) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
