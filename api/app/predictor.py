@@ -29,8 +29,8 @@ _FEW_ROWS = 8
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """A batch's answers are tens of thousands of small objects that all outlive the call: a cyclic
-    collection while they are built frees none of them, and cost ~10% of a 10,000-penguin batch."""
+    """A batch's answers are tens of thousands of small objects that all outlive the call: cyclic
+    collections while they are built free none of them, and cost ~10% of a 10,000-penguin batch."""
     if not gc.isenabled():  # paused by a concurrent batch, or by the host program: leave it so
         yield
         return
