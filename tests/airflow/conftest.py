@@ -7,18 +7,16 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import palmerpenguins
 import pandas as pd
 import pytest
 
-from penguins_pipeline.schema import DATA_COLUMNS
 from penguins_pipeline.settings import PipelineSettings
 
 
 @pytest.fixture(scope="session")
-def penguins() -> pd.DataFrame:
-    """The `penguins_clean` content: palmerpenguins without the rows that miss a value."""
-    return palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
+def penguins(clean_penguins: pd.DataFrame) -> pd.DataFrame:
+    """The `penguins_clean` content (tests/conftest.py), under the short name the training tests use."""
+    return clean_penguins
 
 
 @pytest.fixture
