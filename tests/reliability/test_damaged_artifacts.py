@@ -115,10 +115,21 @@ def damageable(tmp_path_factory: pytest.TempPathFactory, versions) -> Iterator[t
         yield url, folder, versions.main
 
 
+def ready_detail(url: str) -> str | None:
+    return httpx.get(f"{url}/ready").json()["detail"]
+
+
+def settle_on(url: str, folder: Path, good: str) -> None:
+    """Promote the served version again and wait until the poller has read it: /ready's detail is the last
+    problem until then, so a case must not start while the previous case's problem is still reported."""
+    write_current(folder, json.dumps({"version": good}))
+    wait_for(lambda: ready_detail(url) is None, POLL_TIMEOUT, "/ready forgetting the problem")
+
+
 @pytest.mark.parametrize("name", [*VERSION_DAMAGE, *CURRENT_DAMAGE])
 def test_a_damaged_promotion_keeps_the_served_model(damageable, figures, name: str) -> None:
     url, folder, good = damageable
-    write_current(folder, json.dumps({"version": good}))
+    settle_on(url, folder, good)
     if name in VERSION_DAMAGE:
         damage, reason, words = VERSION_DAMAGE[name]
         bad = clone(folder, good, len(os.listdir(folder / "models")))
@@ -129,15 +140,12 @@ def test_a_damaged_promotion_keeps_the_served_model(damageable, figures, name: s
     before, logged = load_failures(url, reason), len(server_log(url))
 
     write_current(folder, content)  # the poller meets it by itself
-    ready = wait_for(
-        lambda: (r := httpx.get(f"{url}/ready")).json()["detail"] and words in r.json()["detail"] and r,
-        POLL_TIMEOUT,
-        f"/ready explaining the {name}",
-    )
+    refused = lambda: load_failures(url, reason) >= before + 1 and words in (ready_detail(url) or "")  # noqa: E731
+    wait_for(refused, POLL_TIMEOUT, f"the {name} counted and explained in /ready")
+    ready = httpx.get(f"{url}/ready")
     assert ready.status_code == 200 and ready.json()["model_version"] == good
     assert served_version(url) == good
-    assert load_failures(url, reason) >= before + 1
-    assert words in server_log(url)[logged:]
+    wait_for(lambda: words in server_log(url)[logged:], POLL_TIMEOUT, f"the {name} in the server's log")
 
     forced = httpx.post(f"{url}/warmup", timeout=30)
     assert forced.status_code == 503
@@ -150,11 +158,10 @@ def test_a_damaged_promotion_keeps_the_served_model(damageable, figures, name: s
 def test_ready_forgets_a_problem_once_it_is_repaired(damageable) -> None:
     """After a bad current.json is put right (naming the served version again), /ready stops reporting it."""
     url, folder, good = damageable
+    settle_on(url, folder, good)
     write_current(folder, "not json")
-    wait_for(lambda: httpx.get(f"{url}/ready").json()["detail"], POLL_TIMEOUT, "/ready reporting the problem")
-    write_current(folder, json.dumps({"version": good}))
-    forgotten = lambda: httpx.get(f"{url}/ready").json()["detail"] is None  # noqa: E731
-    wait_for(forgotten, 10, "/ready forgetting the problem")  # 50 polls
+    wait_for(lambda: ready_detail(url), POLL_TIMEOUT, "/ready reporting the problem")
+    settle_on(url, folder, good)
 
 
 def test_a_good_promotion_after_the_damage_is_served(damageable, versions) -> None:
