@@ -1,6 +1,9 @@
 """The fast path answers exactly what the plain scikit-learn pipeline loaded from the joblib files answers."""
 
 import gc
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -10,6 +13,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from sklearn.ensemble import RandomForestClassifier
 
+import app
 from app.core.config import Settings
 from app.encoding import UnknownCategoryError
 from app.forest import FlatForest
@@ -117,6 +121,23 @@ def test_the_flat_forest_equals_sklearn_at_any_batch_size(rows: int) -> None:
     assert max(e.tree_.max_depth for e in forest.estimators_) > 15
     queries = rng.normal(scale=2, size=(rows, 6))
     assert np.array_equal(FlatForest(forest).predict_proba(queries), forest.predict_proba(queries))
+
+
+def test_a_cpu_limit_keeps_a_big_batch_on_one_thread() -> None:
+    """A process allowed one core (a container quota, here set the way joblib reads one) is not cut into
+    slices for threads it cannot run at once."""
+    script = (
+        "import threading, numpy as np; from sklearn.ensemble import RandomForestClassifier; "
+        "from app.forest import FlatForest; x = np.random.default_rng(0).normal(size=(200, 3)); "
+        "forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, x[:, 0] > 0); "
+        "FlatForest(forest).predict_proba(np.repeat(x, 30, axis=0)); "
+        "print(sum(t.name.startswith('forest') for t in threading.enumerate()))"
+    )
+    api_dir = Path(app.__file__).parents[1]
+    limited = {**os.environ, "PYTHONPATH": str(api_dir), "LOKY_MAX_CPU_COUNT": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=limited, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"]
 
 
 def test_a_batch_pauses_the_garbage_collector_and_leaves_it_as_it_found_it(
