@@ -5,8 +5,9 @@ alternating servers so that both see the same background load; only ratios from 
 the median of the per-round ratios (a round runs the two servers back to back: these shared machines drift
 by tens of percent within a minute).
 Bodies rotate over real penguins, so nothing can be answered from a cache. Also: a 10,000-penguin batch
-in-process and over HTTP, cold start (process start to the first 200 of /predict), RSS, and the nearest-
-neighbour search over a 1,000,000-row training split. Writes bench/results/serving.json, prints a table.
+in-process and over HTTP, the compiled forest walk against scikit-learn's predict_proba on the same rows,
+cold start (process start to the first 200 of /predict), RSS, and the nearest-neighbour search over a
+1,000,000-row training split. Writes bench/results/serving.json, prints a table.
 
     make bench                     # or: python bench/serving.py --seconds 8 --rounds 10
 """
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 import palmerpenguins
+import pandas as pd
 import psutil
 from fastapi import FastAPI
 from free_port import free_port
@@ -42,6 +44,8 @@ from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+# What both servers import: the API, and this module (for hello_app) with what it imports from scripts/.
+SERVER_PATH = os.pathsep.join(str(ROOT / folder) for folder in ("api", "bench", "scripts"))
 
 hello_app = FastAPI()
 
@@ -70,6 +74,16 @@ def wait_for_200(url: str, body: dict[str, Any], process: subprocess.Popen, time
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as output:  # the child keeps its own handle
         return subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
+
+
+def start_hello(port: int, log: Path) -> subprocess.Popen:
+    """The baseline server: this module's hello_app, one uvicorn worker with the API's flags."""
+    return start(
+        [sys.executable, "-m", "uvicorn", "serving:hello_app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning"],
+        {"PYTHONPATH": SERVER_PATH},
+        log,
+    )  # fmt: skip
 
 
 def wrk_script(bodies: list[dict[str, Any]], folder: Path) -> Path:
@@ -167,6 +181,17 @@ def timed(function, repeat: int) -> float:
     return statistics.median(durations)
 
 
+def timed_in_turns(first, second, repeat: int) -> tuple[float, float, float]:
+    """Median seconds of each of two functions called in turns, and the median of second/first per turn:
+    both meet the same machine speed, which drifts by tens of percent within seconds here."""
+    turns = [(timed(first, 1), timed(second, 1)) for _ in range(repeat)]
+    return (
+        statistics.median(a for a, _ in turns),
+        statistics.median(b for _, b in turns),
+        statistics.median(b / a for a, b in turns),
+    )
+
+
 def in_fresh_process(function: Any, *args: Any) -> Any:
     """`function(*args)` in a new interpreter: the Predictor alone, as in the API's process, not beside this
     harness's HTTP clients and training leftovers (they slowed a 10,000-penguin batch by half)."""
@@ -175,14 +200,25 @@ def in_fresh_process(function: Any, *args: Any) -> Any:
 
 
 def in_process(folder: Path, version: str, penguins: list[dict[str, Any]]) -> dict[str, Any]:
-    predictor = Predictor(load_version(folder, version), near_tie_margin=0.2)
+    loaded = load_version(folder, version)
+    predictor = Predictor(loaded, near_tie_margin=0.2)
     gc.freeze()  # as the server does after loading a version
     batch = [PenguinFeatures(**penguins[i % len(penguins)]) for i in range(10_000)]
     one = batch[0]
+    # The compiled forest walk against scikit-learn's predict_proba on the same 10,000 preprocessed rows.
+    frame = pd.DataFrame([penguin.model_dump() for penguin in batch])[FEATURES]
+    rows = loaded.objects["preprocessor.joblib"].transform(frame.assign(sex=frame["sex"].str.lower()))
+    model = loaded.objects["model.joblib"]
+    walk, sklearn, speedup = timed_in_turns(
+        lambda: predictor.forest.predict_proba(rows), lambda: model.predict_proba(rows), 9
+    )
     return {
         "predict_one_us": timed(lambda: predictor.predict(one), 2000) * 1e6,
         "batch_10000_no_neighbors_ms": timed(lambda: predictor.predict_batch(batch, False), 7) * 1e3,
         "batch_10000_with_neighbors_ms": timed(lambda: predictor.predict_batch(batch, True), 3) * 1e3,
+        "forest_walk_10000_ms": walk * 1e3,
+        "sklearn_predict_proba_10000_ms": sklearn * 1e3,
+        "sklearn_predict_proba_over_forest_walk": speedup,
     }
 
 
@@ -223,20 +259,13 @@ def main() -> None:
         # First, before minutes of load slow these machines down (their CPU-time budget runs low).
         in_process_results = in_fresh_process(in_process, work / "artifacts", version, penguins)
         neighbors_1m = in_fresh_process(million_row_neighbors, work / "artifacts", version)
-        env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "api"), str(ROOT / "bench")])}
-
         hello_port, api_port = free_port(), free_port()
-        hello = start(
-            [sys.executable, "-m", "uvicorn", "serving:hello_app", "--host", "127.0.0.1",
-             "--port", str(hello_port), "--no-access-log", "--log-level", "warning"],
-            env,
-            work / "hello.log",
-        )  # fmt: skip
+        hello = start_hello(hello_port, work / "hello.log")
         servers.append(hello)
         api = start(
             [sys.executable, "-m", "app"],
-            env
-            | {
+            {
+                "PYTHONPATH": SERVER_PATH,
                 "ARTIFACTS_DIR": str(work / "artifacts"),
                 "API_HOST": "127.0.0.1",
                 "API_PORT": str(api_port),
@@ -323,6 +352,9 @@ def print_table(r: dict[str, Any]) -> None:
     p = r["in_process"]
     print(f"{'predict, in-process, us':44}{p['predict_one_us']:>9.1f}")
     print(f"{'10,000 batch over HTTP, ms':44}{r['http_batch_10000_no_neighbors_ms']:>9.1f}")
+    walk, sklearn = p["forest_walk_10000_ms"], p["sklearn_predict_proba_10000_ms"]
+    speedup = p["sklearn_predict_proba_over_forest_walk"]
+    print(f"{'forest walk / sklearn predict_proba, ms':44}{walk:>9.2f} / {sklearn:.2f} (x{speedup:.1f})")
     print(f"{'cold start to first 200, s':44}{r['cold_start_s']:>9.2f}")
     print(f"{'RSS after load, MB':44}{r['rss_mb_after_load']:>9.0f}")
     n = r["neighbors_1m"]

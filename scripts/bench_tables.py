@@ -95,6 +95,12 @@ def serving(results: dict[str, Any]) -> str:
             number(in_process["batch_10000_with_neighbors_ms"]),
         ],
         ["10,000-penguin batch over HTTP, ms", number(results["http_batch_10000_no_neighbors_ms"])],
+        [
+            "10,000 preprocessed rows: compiled forest walk / scikit-learn `predict_proba`, ms (speed-up)",
+            f"{number(in_process['forest_walk_10000_ms'])} / "
+            f"{number(in_process['sklearn_predict_proba_10000_ms'])} "
+            f"({number(in_process['sklearn_predict_proba_over_forest_walk'], 1)} times)",
+        ],
         ["cold start (process start to first 200 of `/predict`), s", number(results["cold_start_s"])],
         ["API memory (RSS) with a model loaded, MB", number(results["rss_mb_after_load"], 0)],
         [
