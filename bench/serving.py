@@ -33,6 +33,7 @@ import numpy as np
 import palmerpenguins
 import pandas as pd
 import psutil
+from bench_tables import serving as serving_tables
 from fastapi import FastAPI
 from free_port import free_port
 
@@ -246,6 +247,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4, help="length of each wrk run")
     parser.add_argument("--rounds", type=int, default=6, help="alternations of the two servers (at least 2)")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"default: {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -323,43 +325,10 @@ def main() -> None:
             server.wait(timeout=15)
         shutil.rmtree(work, ignore_errors=True)
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
-
-
-def print_table(r: dict[str, Any]) -> None:
-    t, s, ratios = r["throughput"], r["single_connection"], r["ratios"]
-    goals = [
-        ("/predict req/s over hello (goal >= 0.5)", ratios["throughput_predict_over_hello"], 0.5, "ge"),
-        (
-            "1-connection p50 over hello (goal <= 2)",
-            ratios["single_connection_p50_predict_over_hello"],
-            2,
-            "le",
-        ),
-        ("10,000 batch in-process, ms (goal < 50)", r["in_process"]["batch_10000_no_neighbors_ms"], 50, "lt"),
-    ]
-    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'1-conn p50 ms':>15}{'CPU us/req':>12}")
-    for name in ("hello", "predict"):
-        print(f"{name:24}{t[name]['requests_per_second']:>10.0f}{t[name]['p50_ms']:>9.2f}{t[name]['p99_ms']:>9.2f}"
-              f"{s[name]['p50_ms']:>15.3f}{t[name]['server_cpu_us_per_request']:>12.0f}")  # fmt: skip
-    cpu_ratio = ratios["server_cpu_per_request_hello_over_predict"]
-    print(f"{'hello CPU / predict CPU per request':44}{cpu_ratio:>9.2f}")
-    for label, value, goal, sense in goals:
-        met = {"ge": value >= goal, "le": value <= goal, "lt": value < goal}[sense]
-        print(f"{label:44}{value:>9.2f}  {'met' if met else 'MISSED'}")
-    p = r["in_process"]
-    print(f"{'predict, in-process, us':44}{p['predict_one_us']:>9.1f}")
-    print(f"{'10,000 batch over HTTP, ms':44}{r['http_batch_10000_no_neighbors_ms']:>9.1f}")
-    walk, sklearn = p["forest_walk_10000_ms"], p["sklearn_predict_proba_10000_ms"]
-    speedup = p["sklearn_predict_proba_over_forest_walk"]
-    print(f"{'forest walk / sklearn predict_proba, ms':44}{walk:>9.2f} / {sklearn:.2f} (x{speedup:.1f})")
-    print(f"{'cold start to first 200, s':44}{r['cold_start_s']:>9.2f}")
-    print(f"{'RSS after load, MB':44}{r['rss_mb_after_load']:>9.0f}")
-    n = r["neighbors_1m"]
-    print(f"{'1M-row KD-tree: build s / query us':44}{n['build_s']:>9.2f} / {n['query_us']:.1f}")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(serving_tables(results))  # the README's tables (scripts/bench_tables.py --write puts them there)
+    print(f"written to {args.results}")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,10 @@ def serving(results: dict[str, Any]) -> str:
     ]
     neighbors = results["neighbors_1m"]
     other_rows = [
+        [
+            "server CPU time per request, hello ÷ `/predict`",
+            number(ratios["server_cpu_per_request_hello_over_predict"]),
+        ],
         ["one prediction in-process, µs", number(in_process["predict_one_us"], 1)],
         [
             "10,000-penguin batch with neighbours, in-process, ms",
