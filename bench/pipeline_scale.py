@@ -303,6 +303,7 @@ def main() -> None:
     parser.add_argument("--stage", choices=sorted(STAGES), action="append", help="default: every stage")
     parser.add_argument("--stores", default="mariadb,sqlite", help="comma-separated: mariadb, sqlite")
     parser.add_argument("--rows", default="10000,100000,1000000", help="comma-separated sizes")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"default: {RESULTS.relative_to(REPO)}")
     parser.add_argument("--one", nargs=3, metavar=("STAGE", "STORE", "ROWS"), help=argparse.SUPPRESS)
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -310,7 +311,7 @@ def main() -> None:
         stage, store, rows = args.one
         print(json.dumps(measure_here(stage, store, int(rows), args.baseline)))
         return
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
     for stage in args.stage or sorted(STAGES):
         stores, sizes = args.stores.split(","), [int(size) for size in args.rows.split(",")]
         results[stage] = {
@@ -319,10 +320,10 @@ def main() -> None:
             **run_stage(stage, stores, sizes),
         }
         print(json.dumps({stage: results[stage]["summary"]}, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_suffix(".json.tmp")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.results.with_suffix(".json.tmp")
     partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(RESULTS)
+    partial.replace(args.results)
 
 
 if __name__ == "__main__":
