@@ -68,7 +68,7 @@ def test_a_crash_while_writing_leaves_everything_as_it_was(
 ) -> None:
     root = quick_settings.artifacts_dir
     before = snapshot(root)
-    real_dump, real_json = joblib.dump, artifacts._write_json_atomically
+    real_dump, real_json = artifacts._dump, artifacts._write_json_atomically
 
     def dump(value: object, path: Path) -> None:
         if Path(path).name == failing_file:
@@ -80,7 +80,7 @@ def test_a_crash_while_writing_leaves_everything_as_it_was(
             raise OSError("disk full")
         real_json(path, content)
 
-    monkeypatch.setattr(artifacts.joblib, "dump", dump)
+    monkeypatch.setattr(artifacts, "_dump", dump)
     monkeypatch.setattr(artifacts, "_write_json_atomically", write_json)
     with pytest.raises(OSError, match="disk full"):
         train_and_write(penguins, root, quick_settings)

@@ -24,11 +24,15 @@ if TYPE_CHECKING:
 
 DAGS = Path(__file__).resolve().parents[2] / "airflow" / "dags"
 
-# Runs with no PYTHONPATH: only joblib, pandas and scikit-learn, as any consumer of the artifacts would.
+# Runs with no PYTHONPATH: only joblib, pandas and scikit-learn, as any consumer of the artifacts would. dill
+# cannot be imported there (as in the API image): Airflow imports it in the task process, and an imported dill
+# extends the pure-Python pickler that joblib.dump uses, so a careless dump would need dill to load.
 PLAIN_LOAD = """
-import json, sys
+import json, pathlib, sys
+sys.modules["dill"] = None  # `import dill` now raises ImportError
 import joblib, pandas as pd
 folder, rows = sys.argv[1], pd.read_csv(sys.argv[2])
+every_file = {p.name: type(joblib.load(p)).__name__ for p in sorted(pathlib.Path(folder).glob("*.joblib"))}
 load = lambda name: joblib.load(f"{folder}/{name}.joblib")
 preprocessor, model, labels = load("preprocessor"), load("model"), load("label_encoder")
 features = rows[["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"]]
@@ -40,6 +44,7 @@ try:
 except ImportError:
     reachable = False
 print(json.dumps({
+    "loaded": every_file,
     "accuracy": float((species == rows["species"].to_numpy()).mean()),
     "chart_points": len(viz["features_pca"]),
     "split_rows": len(split["features_raw"]),
@@ -107,6 +112,7 @@ def test_data_then_train_on_mariadb_promotes_a_model_plain_joblib_can_use(
     assert manifest["data"]["rows_test"] == len(held_out)
 
     loaded = plain_load(root / "models" / version, held_out, tmp_path)
+    assert sorted(loaded["loaded"]) == sorted(name for name in artifacts.VERSION_FILES)
     assert loaded["accuracy"] >= 0.95
     assert loaded["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
     assert loaded["chart_points"] == loaded["split_rows"] == manifest["data"]["rows_train"]

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -118,6 +119,16 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _dump(obj: Any, path: Path) -> None:
+    """Pickle with the C pickler, not `joblib.dump`: joblib's pickler is the pure-Python one, which an
+    imported dill (Airflow imports it in every task process) extends with its own reducers, so the file would
+    need dill to load. The C pickler keeps its own table; `joblib.load` and `pickle.load` both read it."""
+    with open(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def _temp_path(path: Path, tag: str) -> Path:
     """Where `_write_json_atomically` writes `path` first (hidden, beside it); tag "*" makes the glob."""
     return path.with_name(f".{path.name}.{tag}.tmp")
@@ -152,13 +163,11 @@ def stage_version(
     try:
         files = {}
         for name in VERSION_FILES:
-            joblib.dump(objects[name], staging / name)
-            _fsync_path(staging / name)
+            _dump(objects[name], staging / name)
             files[name] = {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
         _write_json_atomically(staging / MANIFEST_FILE, {**manifest, "files": files})
         if heldout is not None:
-            joblib.dump(dict(heldout), staging / HELDOUT_FILE)
-            _fsync_path(staging / HELDOUT_FILE)
+            _dump(dict(heldout), staging / HELDOUT_FILE)
         _fsync_path(staging)
     except BaseException:
         discard(staging)  # a killed process leaves it instead: hidden, and swept by `prune` an hour later
