@@ -1,0 +1,233 @@
+"""`docker compose up` for real, as a new user runs it, on the engine `DOCKER_HOST` / the Docker CLI reaches.
+
+One scenario in steps that build on each other (a module-scoped stack): a clean `up -d --build` serves a
+prediction hands-free; ./artifacts belongs to a non-root AIRFLOW_UID; `down`/`up` serves the same version at
+once; faults (mysql stopped mid-run, the API killed under load); the Celery override with two workers; and
+`down -v` leaves nothing. `make test-compose` runs it; with no engine it skips, saying why (in CI it fails).
+Needs `../shared/container-engine/engine-up.sh` or any Docker engine.
+"""
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from compose_stack import CELERY, LONG_RUNNING, ComposeStack, engine_problem, running, wait_for
+
+pytestmark = pytest.mark.compose
+
+NON_ROOT_UID = 1000
+# Short retries so the mysql fault fails its run in seconds rather than minutes.
+SETTINGS = {"AIRFLOW_UID": str(NON_ROOT_UID), "TASK_RETRIES": "1", "RETRY_DELAY_SECONDS": "3"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    problem = engine_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must prove the compose stack, but {problem}")
+        pytest.skip(f"{problem}; start one with ../shared/container-engine/engine-up.sh")
+    project = f"penguins-e2e-{secrets.token_hex(3)}"
+    with running(ComposeStack.scratch(tmp_path_factory.mktemp("compose"), project, **SETTINGS)) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def first_version(stack: ComposeStack) -> str:
+    stack.compose("up", "-d", "--build")
+    try:
+        return stack.wait_served(timeout=900)
+    except Exception as err:
+        raise AssertionError(f"{err}\n{stack.logs()}") from err
+
+
+def all_healthy(stack: ComposeStack) -> set[str]:
+    """The services, once every long-running one passes its healthcheck and airflow-init exited 0."""
+    containers = stack.containers()
+    for c in containers:
+        done = c["State"] == "exited" and c.get("ExitCode") == 0
+        if not (done if c["Service"] == "airflow-init" else c.get("Health") == "healthy"):
+            return set()
+    return {c["Service"] for c in containers}
+
+
+def runs(stack: ComposeStack, dag_id: str) -> list[tuple[str, str]]:
+    return [(run["dag_run_id"], run["state"]) for run in stack.dag_runs(dag_id)]
+
+
+def train_run_after(stack: ComposeStack, known: set[str]) -> str:
+    """The train_pipeline run the penguins_clean Asset triggered after `known`, once it succeeded: its id.
+    (A model is served as soon as it is promoted, before the run's prune and warmup end.)"""
+    run_id = wait_for(
+        "train_pipeline triggered by the penguins_clean Asset",
+        lambda: next((r for r, _ in runs(stack, "train_pipeline") if r not in known), None),
+        timeout=300,
+    )
+    assert stack.wait_run("train_pipeline", run_id, timeout=900) == "success"
+    return run_id
+
+
+def test_up_from_clean_serves_a_prediction_hands_free(stack: ComposeStack, first_version: str) -> None:
+    answer = stack.predict()
+    assert answer.status_code == 200
+    assert answer.json()["model_version"] == first_version
+    assert answer.json()["species"] in answer.json()["probabilities"]
+    # Both DAG runs of the first start succeeded, with nobody clicking anything (admin/admin logs in).
+    assert [state for _, state in runs(stack, "data_pipeline")] == ["success"]
+    train_run_after(stack, known=set())
+    assert len(runs(stack, "train_pipeline")) == 1
+    # Every long-running service passes its own healthcheck on this engine, and the one-shot job is done.
+    services = wait_for("every service healthy", lambda: all_healthy(stack), timeout=180)
+    assert services == {*LONG_RUNNING, "airflow-init"}
+    page = httpx.get(f"{stack.api_url}/", timeout=10)
+    assert page.status_code == 200 and "<form" in page.text
+    docs = httpx.get(f"{stack.api_url}/docs", timeout=10)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert httpx.get(f"{stack.api_url}/openapi.json", timeout=10).json()["paths"]["/predict"]
+
+
+def test_artifacts_belong_to_the_non_root_airflow_uid(stack: ComposeStack, first_version: str) -> None:
+    artifacts = stack.root / "artifacts"
+    owners = {path.relative_to(stack.root): path.stat().st_uid for path in [artifacts, *artifacts.rglob("*")]}
+    assert Path("artifacts") / "models" / first_version / "model.joblib" in owners
+    assert set(owners.values()) == {NON_ROOT_UID}, owners
+
+
+def test_down_then_up_serves_the_same_version_without_retraining(
+    stack: ComposeStack, first_version: str
+) -> None:
+    trained = runs(stack, "train_pipeline")
+    stack.compose("down")
+    stack.compose("up", "-d")
+    # The first answer the restarted API gives already comes from the promoted version.
+    assert stack.wait_served(timeout=300) == first_version
+    assert sorted(p.name for p in (stack.root / "artifacts" / "models").iterdir()) == [first_version]
+    # The schedulers came back with the @once run done: nothing was triggered again.
+    wait_for("every service healthy again", lambda: all_healthy(stack), timeout=180)
+    assert runs(stack, "train_pipeline") == trained
+    assert len(runs(stack, "data_pipeline")) == 1
+
+
+def table_digest(stack: ComposeStack) -> str:
+    """Row counts and a checksum of both tables, read inside the mysql container with its own client."""
+    query = (
+        "SELECT (SELECT COUNT(*) FROM penguins_raw), (SELECT COUNT(*) FROM penguins_clean); "
+        "CHECKSUM TABLE penguins_raw, penguins_clean;"
+    )
+    script = (
+        f'MYSQL_PWD="$MYSQL_PASSWORD" mysql -N -u "$MYSQL_USER" -h 127.0.0.1 "$MYSQL_DATABASE" -e "{query}"'
+    )
+    return stack.compose("exec", "-T", "mysql", "sh", "-c", script)
+
+
+def test_mysql_stopped_mid_run_fails_it_cleanly_and_a_rerun_succeeds(
+    stack: ComposeStack, first_version: str
+) -> None:
+    before = table_digest(stack)
+    run_id = stack.trigger("data_pipeline")
+    wait_for(
+        "data_pipeline's ingest to start",
+        lambda: any(t["state"] == "running" for t in stack.task_instances("data_pipeline", run_id)),
+        timeout=180,
+        every=0.2,
+    )
+    stack.compose("stop", "mysql")
+    try:
+        assert stack.wait_run("data_pipeline", run_id, timeout=300) == "failed"
+        failed = [
+            t["task_id"] for t in stack.task_instances("data_pipeline", run_id) if t["state"] == "failed"
+        ]
+        assert failed, "a task must have failed on the missing database"
+    finally:
+        stack.compose("start", "mysql")
+    wait_for("mysql healthy again", lambda: all_healthy(stack), timeout=180)
+    assert table_digest(stack) == before, "the failed run changed a published table"
+    # The model was not touched; after mysql is back a rerun succeeds and trains a new version.
+    assert stack.served_version() == first_version
+    trained = {run_id for run_id, _ in runs(stack, "train_pipeline")}
+    rerun = stack.trigger("data_pipeline")
+    assert stack.wait_run("data_pipeline", rerun, timeout=600) == "success"
+    train_run_after(stack, trained)
+    stack.wait_served(timeout=120, other_than=first_version)
+
+
+class Load(threading.Thread):
+    """POST /predict in a loop from a client nobody here wrote (httpx), recording every outcome in order."""
+
+    def __init__(self, stack: ComposeStack) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.outcomes: list[tuple[float, int | str, str | None]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set() and len(self.outcomes) < 200_000:
+            try:
+                answer = self.stack.predict(timeout=5)
+                version = answer.json().get("model_version") if answer.status_code == 200 else None
+                self.outcomes.append((time.monotonic(), answer.status_code, version))
+            except httpx.HTTPError as err:
+                self.outcomes.append((time.monotonic(), type(err).__name__, None))
+                time.sleep(0.05)
+
+
+def test_the_api_killed_under_load_resumes_with_the_promoted_version(stack: ComposeStack) -> None:
+    promoted = stack.wait_served(timeout=60)
+    load = Load(stack)
+    load.start()
+    try:
+        time.sleep(3)
+        killed_at = time.monotonic()
+        stack.compose("kill", "api")
+        time.sleep(2)
+        stack.compose("start", "api")
+        wait_for("the API serving again", lambda: stack.served_version() == promoted, timeout=300)
+        time.sleep(3)
+    finally:
+        load.done.set()
+        load.join(timeout=30)
+    before = [o for o in load.outcomes if o[0] < killed_at]
+    after = [o for o in load.outcomes if o[0] > killed_at]
+    assert before and all(status == 200 and v == promoted for _, status, v in before)
+    down = next((i for i, (_, status, _) in enumerate(after) if status != 200), None)
+    assert down is not None, "the kill did not interrupt serving"
+    back = next(i for i in range(down, len(after)) if after[i][1] == 200)
+    resumed = after[back:]
+    assert len(resumed) > 10
+    # From the first answer of the restarted API on, every request succeeds with the promoted version.
+    assert all(status == 200 and version == promoted for _, status, version in resumed), [
+        o for o in resumed if o[1] != 200 or o[2] != promoted
+    ][:5]
+
+
+def test_celery_with_two_workers_runs_every_task_on_a_worker(stack: ComposeStack) -> None:
+    previous = stack.wait_served(timeout=60)
+    stack.files = [*stack.files, CELERY]
+    stack.env["AIRFLOW_CELERY_WORKERS"] = "2"
+    stack.compose("up", "-d", "--build", "--remove-orphans")
+    wait_for("every service healthy under Celery", lambda: all_healthy(stack), timeout=300)
+    workers = stack.hostnames("airflow-worker")
+    assert len(workers) == 2
+    trained = {run_id for run_id, _ in runs(stack, "train_pipeline")}
+    data_run = stack.trigger("data_pipeline")
+    assert stack.wait_run("data_pipeline", data_run, timeout=600) == "success"
+    train_run = train_run_after(stack, trained)
+    ran_on: dict[str, str] = {}
+    for dag_id, run_id in [("data_pipeline", data_run), ("train_pipeline", train_run)]:
+        for ti in stack.task_instances(dag_id, run_id):
+            if ti["state"] == "success":
+                ran_on[f"{dag_id}.{ti['task_id']}"] = ti["hostname"]
+    assert len(ran_on) >= 10
+    assert set(ran_on.values()) <= set(workers), (ran_on, workers)
+    assert set(ran_on.values()) == set(workers), f"one worker got no work: {ran_on}"
+    assert stack.wait_served(timeout=300, other_than=previous) != previous
+
+
+def test_down_v_leaves_nothing_behind(stack: ComposeStack) -> None:
+    stack.compose("down", "-v", "--remove-orphans")
+    assert stack.leftovers() == {"containers": [], "volumes": [], "networks": []}
