@@ -15,7 +15,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: help install lock test lint pipeline run api bench screenshots reliability
+.PHONY: help install lock test test-compose lint pipeline run api bench screenshots reliability
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ lock: install  ## re-resolve requirements.lock after editing a requirements file
 	$(BIN)/uv pip compile -q --python-version 3.11 requirements-dev.txt -o requirements.lock
 
 test: install  ## the full test suite (what CI runs), without the slow checks of `make reliability`
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not compose"
+
+test-compose: install  ## the compose stack for real on the engine DOCKER_HOST / the Docker CLI reaches
+	$(BIN)/pytest -m compose tests/deploy/test_compose_stack.py
 
 reliability: install  ## fuzzing, load, faults on the running system, slow part too; writes bench/results/reliability.json
 	RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
@@ -53,6 +56,7 @@ api: install  ## the API alone on API_PORT (default 8000), serving ARTIFACTS_DIR
 bench: install  ## the benchmarks; writes bench/results/*.json and prints a table
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/pipeline_scale.py
+	$(BIN)/python bench/compose.py
 
 pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
 	$(BIN)/airflow db migrate > /dev/null
