@@ -69,7 +69,7 @@ class StackConfig:
             log_dir=repo_path(env.get("STACK_LOG_DIR") or ".local/logs"),
             airflow_host=env.get("AIRFLOW_HOST") or "127.0.0.1",
             airflow_port=_port(env, "AIRFLOW_PORT", 8080),
-            api_host=env.get("API_HOST") or "0.0.0.0",
+            api_host=env.get("API_HOST") or "127.0.0.1",
             api_port=_port(env, "API_PORT", 8000),
             admin_user=env.get("AIRFLOW_ADMIN_USER") or "admin",
             admin_password=env.get("AIRFLOW_ADMIN_PASSWORD") or "admin",
@@ -124,6 +124,7 @@ def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, 
     child["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{config.airflow_url}/execution/"
     child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{config.admin_user}:admin"
     child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(config.passwords_file)
+    child["API_HOST"] = config.api_host
     child["API_PORT"] = str(config.api_port)
     child.setdefault("API_URL", config.api_url)
     child["ARTIFACTS_DIR"] = str(repo_path(env.get("ARTIFACTS_DIR") or "artifacts"))
