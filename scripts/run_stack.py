@@ -41,6 +41,8 @@ START_TIMEOUT_S = 300.0
 # Servers exit within seconds of SIGTERM; under heavy CPU load the api-server's exit-time garbage collection
 # alone can take 15 s. Past this, SIGKILL.
 STOP_TIMEOUT_S = 30.0
+# The Airflow settings of the keys every component must share, and the file in AIRFLOW_HOME that keeps each.
+SIGNING_KEYS = {"AIRFLOW__API_AUTH__JWT_SECRET": "jwt_secret", "AIRFLOW__API__SECRET_KEY": "secret_key"}
 
 
 class StackError(Exception):
@@ -281,13 +283,31 @@ class Stack:
         terminate(self.components)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Readable by this user only, and whole or absent: never a half-written secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
 def write_login(config: StackConfig) -> None:
     """SimpleAuthManager reads the admin password from this file (it would otherwise invent one)."""
-    config.passwords_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = config.passwords_file.with_name(f".{config.passwords_file.name}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps({config.admin_user: config.admin_password}))
-    tmp.chmod(0o600)
-    os.replace(tmp, config.passwords_file)
+    write_private(config.passwords_file, json.dumps({config.admin_user: config.admin_password}))
+
+
+def signing_keys(config: StackConfig) -> dict[str, str]:
+    """Airflow signs its tokens with HS512, which wants 64-byte keys, but generates 24-byte ones
+    (InsecureKeyLengthWarning): 64 random bytes each, as compose's airflow-init makes, kept in AIRFLOW_HOME
+    so that a restart keeps the UI logged in."""
+    keys: dict[str, str] = {}
+    for variable, name in SIGNING_KEYS.items():
+        path = config.airflow_home / name
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(64))
+        keys[variable] = path.read_text()
+    return keys
 
 
 def describe_db(url: str | None, default: str) -> str:
@@ -382,7 +402,8 @@ def main() -> int:
         check_port_free(config.api_host, config.api_port, "API_PORT")
         config.log_dir.mkdir(parents=True, exist_ok=True)
         (REPO / ".local").mkdir(exist_ok=True)
-        stack = Stack(config, os.environ)
+        # A key set in the environment wins over the kept one.
+        stack = Stack(config, {**signing_keys(config), **os.environ})
         print_settings(stack)
         write_login(config)
         start(stack)

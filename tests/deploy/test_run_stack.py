@@ -99,6 +99,17 @@ def test_the_api_listens_on_loopback_like_airflow_unless_told(
     assert opened.api_url == "http://127.0.0.1:8000"
 
 
+def test_the_airflow_signing_keys_are_long_enough_and_kept(run_stack: ModuleType, tmp_path: Path) -> None:
+    """Airflow's own 24-byte keys make PyJWT warn (InsecureKeyLengthWarning): HS512 wants 64 bytes."""
+    config = run_stack.StackConfig.from_env({"AIRFLOW_HOME": str(tmp_path)})
+    keys = run_stack.signing_keys(config)
+    assert set(keys) == {"AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"}
+    assert min(len(key.encode()) for key in keys.values()) >= 64
+    assert len(set(keys.values())) == 2
+    assert run_stack.signing_keys(config) == keys, "a restart keeps them, and the UI logged in"
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in run_stack.SIGNING_KEYS.values()} == {0o600}
+
+
 def wait_for_children(process: psutil.Process, count: int) -> list[psutil.Process]:
     deadline = time.monotonic() + 20
     while len(children := process.children(recursive=True)) < count:
