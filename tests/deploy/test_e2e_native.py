@@ -220,6 +220,9 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
     assert code == 0, stack.report()
     survivors = [p for p in processes if alive(p)]
     assert survivors == [], [command(p) for p in survivors]
+    # The scheduler signed task tokens and the test logged in: with keys long enough for HS512.
+    logs = "".join(log.read_text(errors="replace") for log in (tmp_path / "logs").glob("*.log"))
+    assert "InsecureKeyLengthWarning" not in logs
 
 
 @pytest.mark.timeout(1500)
