@@ -3,8 +3,9 @@
 Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
 the last model at once), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and
 once the api-server answers (tasks need its execution API) `airflow scheduler` (LocalExecutor). Each child
-runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group, and whatever a
-group left behind is killed, so no process outlives the supervisor.
+runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group (the api-server
+last: running tasks finish and report through it), and whatever a group left behind is killed, so no process
+outlives the supervisor.
 Settings come from the environment (see the native section of .env.example).
 """
 
@@ -38,8 +39,8 @@ AIRFLOW_COMMANDS = {
 }
 API_MODULE = "app"
 START_TIMEOUT_S = 300.0
-# Servers exit within seconds of SIGTERM; under heavy CPU load the api-server's exit-time garbage collection
-# alone can take 15 s. Past this, SIGKILL.
+# Servers exit within seconds of SIGTERM, but under heavy CPU load the api-server's exit-time garbage
+# collection alone may take many: a generous margin before SIGKILL.
 STOP_TIMEOUT_S = 30.0
 # The Airflow settings of the keys every component must share, and the file in AIRFLOW_HOME that keeps each.
 SIGNING_KEYS = {"AIRFLOW__API_AUTH__JWT_SECRET": "jwt_secret", "AIRFLOW__API__SECRET_KEY": "secret_key"}
@@ -173,6 +174,7 @@ class Component:
     name: str
     argv: list[str]
     log: Path
+    stop_last: bool = False
     process: subprocess.Popen[bytes] | None = None
     descendants: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -210,17 +212,14 @@ class Component:
 
 
 def terminate(components: list[Component]) -> None:
-    """SIGTERM every process group at once, wait, then SIGKILL whatever is left (groups and strays)."""
-    live = [c for c in components if c.running()]
-    for component in live:
-        component.remember_descendants()
-        _signal_group(component, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for component in live:
-        try:
-            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
+    """SIGTERM the process groups in two waves, then SIGKILL whatever is left (groups and strays).
+
+    The ones marked `stop_last` (the api-server) go in the second wave. On SIGTERM the scheduler waits for its
+    running tasks, and a task runs on to its end (Airflow only calls the operator's on_kill), reporting
+    through the api-server's execution API: with the api-server stopped too, the task retried its calls until
+    its worker killed it, and the scheduler outlived the SIGKILL deadline."""
+    _stop_together([c for c in components if not c.stop_last])
+    _stop_together([c for c in components if c.stop_last])
     strays: list[psutil.Process] = []
     for component in components:
         if component.process is None:
@@ -233,6 +232,20 @@ def terminate(components: list[Component]) -> None:
         with contextlib.suppress(psutil.Error):
             stray.kill()
     psutil.wait_procs(strays, timeout=5)
+
+
+def _stop_together(components: list[Component]) -> None:
+    """SIGTERM every process group at once and wait for them; say which ones the SIGKILL will have to stop."""
+    live = [c for c in components if c.running()]
+    for component in live:
+        component.remember_descendants()
+        _signal_group(component, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for component in live:
+        try:
+            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
 
 
 def _signal_group(component: Component, signum: int) -> None:
@@ -248,8 +261,8 @@ class Stack:
         self.env = child_environment(config, env)
         self.components: list[Component] = []
 
-    def component(self, name: str, argv: list[str]) -> Component:
-        component = Component(name, argv, self.config.log_dir / f"{name}.log")
+    def component(self, name: str, argv: list[str], stop_last: bool = False) -> Component:
+        component = Component(name, argv, self.config.log_dir / f"{name}.log", stop_last)
         component.start(self.env)
         self.components.append(component)
         return component
@@ -340,7 +353,9 @@ def start(stack: Stack) -> None:
     # Idempotent and quick when up to date; before any Airflow component uses the database.
     stack.run_once("airflow-db-migrate", [airflow, "db", "migrate"])
     address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]
-    stack.component("airflow-apiserver", [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address])
+    argv = [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address]
+    # Tasks report through it until they end, also the ones a stop lets finish.
+    stack.component("airflow-apiserver", argv, stop_last=True)
     # The dag-processor has its own in-process execution API: it parses the DAGs while the api-server starts.
     stack.component("airflow-dag-processor", [airflow, AIRFLOW_COMMANDS["airflow-dag-processor"]])
     stack.wait_until("Airflow api-server", lambda: airflow_health(config).get("metadatabase") == "healthy")
