@@ -120,7 +120,7 @@ def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, 
     child.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "airflow" / "dags"))
     child.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     child.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
-    # 4 pre-forked LocalExecutor workers instead of 32: the two small DAGs never need more; saves ~400 MB.
+    # 4 pre-forked LocalExecutor workers instead of 32: the two small DAGs need no more; each holds memory.
     child.setdefault("AIRFLOW__CORE__PARALLELISM", env.get("AIRFLOW_PARALLELISM") or "4")
     paused = env.get("DAGS_ARE_PAUSED_AT_CREATION") or "false"
     child.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", paused)
