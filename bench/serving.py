@@ -58,7 +58,7 @@ async def hello(penguin: PenguinFeatures) -> dict[str, str]:
 
 
 def wait_for_200(url: str, body: dict[str, Any], process: subprocess.Popen, timeout: float = 120) -> float:
-    """Seconds from `process` start until POST `url` answers 200 (polled every 10 ms)."""
+    """Seconds from `process` start until POST `url` answers 200 (polled often: the time is the server's)."""
     start = psutil.Process(process.pid).create_time()
     while time.time() - start < timeout:
         if process.poll() is not None:

@@ -3,8 +3,9 @@
 Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
 the last model at once), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and
 once the api-server answers (tasks need its execution API) `airflow scheduler` (LocalExecutor). Each child
-runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group, and whatever a
-group left behind is killed, so no process outlives the supervisor.
+runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group (the api-server
+last: running tasks finish and report through it), and whatever a group left behind is killed, so no process
+outlives the supervisor.
 Settings come from the environment (see the native section of .env.example).
 """
 
@@ -38,9 +39,11 @@ AIRFLOW_COMMANDS = {
 }
 API_MODULE = "app"
 START_TIMEOUT_S = 300.0
-# Servers exit within seconds of SIGTERM; under heavy CPU load the api-server's exit-time garbage collection
-# alone can take 15 s. Past this, SIGKILL.
+# Servers exit within seconds of SIGTERM, but under heavy CPU load the api-server's exit-time garbage
+# collection alone may take many: a generous margin before SIGKILL.
 STOP_TIMEOUT_S = 30.0
+# The Airflow settings of the keys every component must share, and the file in AIRFLOW_HOME that keeps each.
+SIGNING_KEYS = {"AIRFLOW__API_AUTH__JWT_SECRET": "jwt_secret", "AIRFLOW__API__SECRET_KEY": "secret_key"}
 
 
 class StackError(Exception):
@@ -69,7 +72,7 @@ class StackConfig:
             log_dir=repo_path(env.get("STACK_LOG_DIR") or ".local/logs"),
             airflow_host=env.get("AIRFLOW_HOST") or "127.0.0.1",
             airflow_port=_port(env, "AIRFLOW_PORT", 8080),
-            api_host=env.get("API_HOST") or "0.0.0.0",
+            api_host=env.get("API_HOST") or "127.0.0.1",
             api_port=_port(env, "API_PORT", 8000),
             admin_user=env.get("AIRFLOW_ADMIN_USER") or "admin",
             admin_password=env.get("AIRFLOW_ADMIN_PASSWORD") or "admin",
@@ -117,13 +120,14 @@ def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, 
     child.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "airflow" / "dags"))
     child.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     child.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
-    # 4 pre-forked LocalExecutor workers instead of 32: the two small DAGs never need more; saves ~400 MB.
+    # 4 pre-forked LocalExecutor workers instead of 32: the two small DAGs need no more; each holds memory.
     child.setdefault("AIRFLOW__CORE__PARALLELISM", env.get("AIRFLOW_PARALLELISM") or "4")
     paused = env.get("DAGS_ARE_PAUSED_AT_CREATION") or "false"
     child.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", paused)
     child["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{config.airflow_url}/execution/"
     child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{config.admin_user}:admin"
     child["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(config.passwords_file)
+    child["API_HOST"] = config.api_host
     child["API_PORT"] = str(config.api_port)
     child.setdefault("API_URL", config.api_url)
     child["ARTIFACTS_DIR"] = str(repo_path(env.get("ARTIFACTS_DIR") or "artifacts"))
@@ -170,6 +174,7 @@ class Component:
     name: str
     argv: list[str]
     log: Path
+    stop_last: bool = False
     process: subprocess.Popen[bytes] | None = None
     descendants: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -207,17 +212,14 @@ class Component:
 
 
 def terminate(components: list[Component]) -> None:
-    """SIGTERM every process group at once, wait, then SIGKILL whatever is left (groups and strays)."""
-    live = [c for c in components if c.running()]
-    for component in live:
-        component.remember_descendants()
-        _signal_group(component, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for component in live:
-        try:
-            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
+    """SIGTERM the process groups in two waves, then SIGKILL whatever is left (groups and strays).
+
+    The ones marked `stop_last` (the api-server) go in the second wave. On SIGTERM the scheduler waits for its
+    running tasks, and a task runs on to its end (Airflow only calls the operator's on_kill), reporting
+    through the api-server's execution API: with the api-server stopped too, the task retried its calls until
+    its worker killed it, and the scheduler outlived the SIGKILL deadline."""
+    _stop_together([c for c in components if not c.stop_last])
+    _stop_together([c for c in components if c.stop_last])
     strays: list[psutil.Process] = []
     for component in components:
         if component.process is None:
@@ -230,6 +232,20 @@ def terminate(components: list[Component]) -> None:
         with contextlib.suppress(psutil.Error):
             stray.kill()
     psutil.wait_procs(strays, timeout=5)
+
+
+def _stop_together(components: list[Component]) -> None:
+    """SIGTERM every process group at once and wait for them; say which ones the SIGKILL will have to stop."""
+    live = [c for c in components if c.running()]
+    for component in live:
+        component.remember_descendants()
+        _signal_group(component, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for component in live:
+        try:
+            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
 
 
 def _signal_group(component: Component, signum: int) -> None:
@@ -245,8 +261,8 @@ class Stack:
         self.env = child_environment(config, env)
         self.components: list[Component] = []
 
-    def component(self, name: str, argv: list[str]) -> Component:
-        component = Component(name, argv, self.config.log_dir / f"{name}.log")
+    def component(self, name: str, argv: list[str], stop_last: bool = False) -> Component:
+        component = Component(name, argv, self.config.log_dir / f"{name}.log", stop_last)
         component.start(self.env)
         self.components.append(component)
         return component
@@ -280,13 +296,31 @@ class Stack:
         terminate(self.components)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Readable by this user only, and whole or absent: never a half-written secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
 def write_login(config: StackConfig) -> None:
     """SimpleAuthManager reads the admin password from this file (it would otherwise invent one)."""
-    config.passwords_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = config.passwords_file.with_name(f".{config.passwords_file.name}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps({config.admin_user: config.admin_password}))
-    tmp.chmod(0o600)
-    os.replace(tmp, config.passwords_file)
+    write_private(config.passwords_file, json.dumps({config.admin_user: config.admin_password}))
+
+
+def signing_keys(config: StackConfig) -> dict[str, str]:
+    """Airflow signs its tokens with HS512, which wants 64-byte keys, but generates 24-byte ones
+    (InsecureKeyLengthWarning): 64 random bytes each, as compose's airflow-init makes, kept in AIRFLOW_HOME
+    so that a restart keeps the UI logged in."""
+    keys: dict[str, str] = {}
+    for variable, name in SIGNING_KEYS.items():
+        path = config.airflow_home / name
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(64))
+        keys[variable] = path.read_text()
+    return keys
 
 
 def describe_db(url: str | None, default: str) -> str:
@@ -319,7 +353,9 @@ def start(stack: Stack) -> None:
     # Idempotent and quick when up to date; before any Airflow component uses the database.
     stack.run_once("airflow-db-migrate", [airflow, "db", "migrate"])
     address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]
-    stack.component("airflow-apiserver", [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address])
+    argv = [airflow, AIRFLOW_COMMANDS["airflow-apiserver"], *address]
+    # Tasks report through it until they end, also the ones a stop lets finish.
+    stack.component("airflow-apiserver", argv, stop_last=True)
     # The dag-processor has its own in-process execution API: it parses the DAGs while the api-server starts.
     stack.component("airflow-dag-processor", [airflow, AIRFLOW_COMMANDS["airflow-dag-processor"]])
     stack.wait_until("Airflow api-server", lambda: airflow_health(config).get("metadatabase") == "healthy")
@@ -381,7 +417,8 @@ def main() -> int:
         check_port_free(config.api_host, config.api_port, "API_PORT")
         config.log_dir.mkdir(parents=True, exist_ok=True)
         (REPO / ".local").mkdir(exist_ok=True)
-        stack = Stack(config, os.environ)
+        # A key set in the environment wins over the kept one.
+        stack = Stack(config, {**signing_keys(config), **os.environ})
         print_settings(stack)
         write_login(config)
         start(stack)

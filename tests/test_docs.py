@@ -1,10 +1,14 @@
 """The docs tell the truth: every command, file, setting, image and figure they name exists and is current,
 and the README's curl example gets, from a freshly trained model, the very answer the README prints."""
 
+import ast
 import importlib.util
+import io
 import json
 import re
 import runpy
+import tokenize
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -184,3 +188,30 @@ def test_the_readme_curl_example_gets_the_readme_answer(make_client: Any, artifa
     assert re.fullmatch(r"\d{8}T\d{12}Z-[0-9a-f]{8}", printed["model_version"])
     answer["model_version"] = printed["model_version"]  # the time of training: the only thing that differs
     assert close(answer, printed), f"the README prints another answer than the API gives:\n{answer}"
+
+
+# A time, a speed-up, a percentage or a rate: figures measured on one machine, stale on the next.
+MEASURED = re.compile(r"\d\s?(ms|µs|us)\b|\d\s?(x|times) (faster|slower|more)\b|\d\s?%|\d (req|rows)/s\b")
+
+
+def comments_and_docstrings(path: Path) -> Iterator[tuple[int, str]]:
+    source = path.read_text()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            yield token.start[0], token.string
+    documented = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, documented) and (docstring := ast.get_docstring(node)):
+            yield getattr(node, "lineno", 1), docstring
+
+
+def test_code_comments_keep_the_why_and_leave_measured_figures_to_the_report() -> None:
+    """The figures live in INFORME_IMPLEMENTACION.md, with the command that measures them again."""
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {match.group()}"
+        for folder in ("api", "airflow", "scripts", "bench")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for line, text in comments_and_docstrings(path)
+        for match in MEASURED.finditer(text)
+    ]
+    assert found == []

@@ -3,7 +3,8 @@
 Answering one penguin is a few compiled and numpy calls, each costing about the same for 1 row as for 50.
 Under load many /predict requests are parsed in the same turn of the event loop: each waits on a future, and
 at the next turn one vectorised call answers all of them. A lone request waits for nothing but that turn.
-Measured with wrk (INFORME_IMPLEMENTACION.md): about +10% throughput, about +5% latency for a lone request.
+Measured with wrk (figures in INFORME_IMPLEMENTACION.md): more throughput under load, for a little latency
+on a lone request.
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """scikit-learn's RandomForestClassifier.predict_proba, reproduced bit for bit without its per-call overhead.
 
-sklearn spends ~3 ms per call in Python bookkeeping around 100 tiny tree walks. Here one function compiled
-by numba walks every row down every tree (microseconds for one row), and a big batch is cut into one slice
+sklearn's Python bookkeeping around 100 tiny tree walks costs far more per call than the walks. Here one
+function compiled by numba walks every row down every tree, and a big batch is cut into one slice
 per core, walked in parallel threads (the compiled walk releases the GIL). It follows sklearn exactly: X is
 cast to float32 and compared `<=` to the float64 thresholds, a tree's probability is its leaf's stored class
 fractions, and trees are summed in order then divided by their number, so the floats (and so the argmax,
@@ -18,8 +18,8 @@ import numpy as np
 # The cores this process may really use: joblib counts the affinity mask and a container's CPU quota
 # (docker --cpus, Kubernetes limits), which the affinity mask alone does not show.
 _CORES = joblib.cpu_count()
-# From this many rows a batch is walked in parallel slices. A row costs 1-2 µs, handing slices to threads
-# ~0.3 ms: measured, the two break even at about 500 rows.
+# From this many rows a batch is walked in parallel slices: below it, handing slices to threads costs more
+# than it saves (the measured break-even is in INFORME_IMPLEMENTACION.md).
 _PARALLEL_MIN_ROWS = 1024
 _POOL = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="forest")
 

@@ -76,7 +76,7 @@ class ModelStore:
             # The swap: references read once per request (no await in between, so never seen apart).
             self.predictor, self.batcher = predictor, MicroBatcher(predictor.answer_requests)
             # The model's objects live until the next swap: keep them (and the libraries) out of the cyclic
-            # collector's scans, which otherwise stall big batches (~2x median on 10,000 penguins).
+            # collector's scans, which otherwise stall big batches.
             gc.freeze()
             self._failed.pop(version, None)
             self.last_error = None

@@ -30,7 +30,7 @@ _FEW_ROWS = 8
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """A batch's answers are tens of thousands of small objects that all outlive the call: cyclic
-    collections while they are built free none of them, and cost ~10% of a 10,000-penguin batch."""
+    collections while they are built free none of them, and cost a visible share of a big batch."""
     if not gc.isenabled():  # paused by a concurrent batch, or by the host program: leave it so
         yield
         return
@@ -130,7 +130,7 @@ class Predictor:
             )
         classes, version = self.classes, self.version
         # Built part by part from columns (no list per row), the probabilities species by species: the fastest
-        # way found to 10,000 small dicts in CPython, twice as fast as dict(zip(classes, row)) per row.
+        # way found to 10,000 small dicts in CPython, faster than dict(zip(classes, row)) per row.
         species = [classes[b] for b in best.tolist()]
         by_species: list[dict[str, float]] = [{} for _ in range(len(rows))]
         for name, column in zip(classes, probabilities.T.tolist(), strict=True):

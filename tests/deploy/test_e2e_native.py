@@ -9,6 +9,7 @@ compose stack uses (PostgreSQL metadata, MySQL-compatible data store), each in a
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -98,6 +100,14 @@ class NativeStack:
         assert response.status_code == 200, response.text
         return response.json()["dag_runs"]
 
+    def running_task(self, dag_id: str, run_id: str) -> str | None:
+        """The id of a task of that run that is running now, if any."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+        response = self.airflow.get(path)
+        assert response.status_code == 200, response.text
+        running = [ti["task_id"] for ti in response.json()["task_instances"] if ti["state"] == "running"]
+        return running[0] if running else None
+
     def assert_no_failed_run(self) -> None:
         """Fail at once when a DAG run failed: no use waiting out a timeout for a model that will not come."""
         failed = [run["dag_run_id"] for dag in DAGS for run in self.dag_runs(dag) if run["state"] == "failed"]
@@ -116,6 +126,13 @@ class NativeStack:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=90)
+
+    def assert_stopped_clean(self) -> None:
+        """Every component exited on its SIGTERM: the supervisor had to kill none, nor a task its worker."""
+        assert self.stop() == 0, self.report()
+        assert "killing it" not in self.output.read_text(), self.report()
+        scheduler = (self.state / "logs" / "airflow-scheduler.log").read_text(errors="replace")
+        assert "signal_sent=SIGKILL" not in scheduler, self.report()
 
     def report(self) -> str:
         """The supervisor's output and the end of every component log, for a failing assertion."""
@@ -216,10 +233,13 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
         processes = stack.tree()
         assert len(processes) >= 5, [command(p) for p in processes]
     finally:
-        code = stack.stop()
-    assert code == 0, stack.report()
+        stack.stop()
+    stack.assert_stopped_clean()
     survivors = [p for p in processes if alive(p)]
     assert survivors == [], [command(p) for p in survivors]
+    # The scheduler signed task tokens and the test logged in: with keys long enough for HS512.
+    logs = "".join(log.read_text(errors="replace") for log in (tmp_path / "logs").glob("*.log"))
+    assert "InsecureKeyLengthWarning" not in logs
 
 
 @pytest.mark.timeout(1500)
@@ -239,8 +259,20 @@ def test_native_stack_on_sqlite_trains_retrains_and_stops_clean(
         wait_for("the stack up again", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
         stack.login()
         assert len(stack.dag_runs("data_pipeline")) == 2, "data_pipeline (@once) must not run again"
+
+        # A stop while a task runs: the scheduler lets it finish, and it reports through the api-server.
+        response = stack.airflow.post("/api/v2/dags/data_pipeline/dagRuns", json={"logical_date": None})
+        assert response.status_code == 200, response.text
+        run_id = response.json()["dag_run_id"]
+        task_id = wait_for("a running task", lambda: stack.running_task("data_pipeline", run_id), 120, stack)
     finally:
-        assert stack.stop() == 0, stack.report()
+        stack.stop()
+    stack.assert_stopped_clean()
+    with contextlib.closing(sqlite3.connect(tmp_path / "airflow" / "airflow.db")) as metadata:
+        (state,) = metadata.execute(
+            "SELECT state FROM task_instance WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+        ).fetchone()
+    assert state == "success", f"{task_id} ended {state}\n{stack.report()}"
 
 
 @pytest.mark.timeout(1500)

@@ -12,6 +12,8 @@ import psutil
 import pytest
 from free_port import free_port
 
+from app.core.config import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -80,6 +82,32 @@ def test_explicit_airflow_settings_win(run_stack: ModuleType) -> None:
     assert child["AIRFLOW__CORE__PARALLELISM"] == "2"
     assert child["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "true"
     assert child["API_URL"] == "", "an empty API_URL means: no warmup call"
+
+
+def test_the_api_listens_on_loopback_like_airflow_unless_told(
+    run_stack: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no WARMUP_TOKEN anyone reaching the API may call /warmup: off the network unless asked."""
+    monkeypatch.delenv("API_HOST", raising=False)
+    assert Settings().api_host == "127.0.0.1", "`make api` and the supervisor's API child"
+    config = run_stack.StackConfig.from_env({})
+    assert (config.api_host, config.airflow_host) == ("127.0.0.1", "127.0.0.1")
+    assert run_stack.child_environment(config, {})["API_HOST"] == "127.0.0.1"
+
+    opened = run_stack.StackConfig.from_env({"API_HOST": "0.0.0.0"})
+    assert run_stack.child_environment(opened, {})["API_HOST"] == "0.0.0.0"
+    assert opened.api_url == "http://127.0.0.1:8000"
+
+
+def test_the_airflow_signing_keys_are_long_enough_and_kept(run_stack: ModuleType, tmp_path: Path) -> None:
+    """Airflow's own 24-byte keys make PyJWT warn (InsecureKeyLengthWarning): HS512 wants 64 bytes."""
+    config = run_stack.StackConfig.from_env({"AIRFLOW_HOME": str(tmp_path)})
+    keys = run_stack.signing_keys(config)
+    assert set(keys) == {"AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"}
+    assert min(len(key.encode()) for key in keys.values()) >= 64
+    assert len(set(keys.values())) == 2
+    assert run_stack.signing_keys(config) == keys, "a restart keeps them, and the UI logged in"
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in run_stack.SIGNING_KEYS.values()} == {0o600}
 
 
 def wait_for_children(process: psutil.Process, count: int) -> list[psutil.Process]:

@@ -1,8 +1,8 @@
 """Moving DataFrames in and out of the data store in chunks, fast enough for millions of rows.
 
-The generic paths are too slow: PyMySQL spends ~20 µs per row in Python, both in `executemany` (measured:
-23,000 rows/s) and when fetching typed columns (51,000 rows/s), and SQLAlchemy's per-row parameter handling
-costs SQLite 10x its driver's time. So MySQL gets each chunk as a tab-separated file through
+The generic paths are too slow (figures in INFORME_IMPLEMENTACION.md): PyMySQL spends its time per row in
+Python, both in `executemany` and when fetching typed columns, and SQLAlchemy's per-row parameter handling
+costs SQLite far more than its driver's work. So MySQL gets each chunk as a tab-separated file through
 `LOAD DATA LOCAL INFILE` (the server must allow it: MySQL 8 needs `--local-infile=1`, MariaDB allows it by
 default) and sends rows back folded into CSV text, a hundred rows per result row, parsed by pandas' C
 reader; SQLite's C driver gets plain tuples both ways.
@@ -41,7 +41,7 @@ def write_frames(
     if engine.dialect.name == "mysql":
         return _load_data_local(engine, table, frames, constants)
     # Constants go through their column type once (e.g. a datetime into SQLite's text format); rows go
-    # straight to the driver's executemany: SQLAlchemy's per-row parameter handling would cost 10x more.
+    # straight to the driver's executemany: SQLAlchemy's per-row parameter handling would cost far more.
     fixed = {name: _bound(table.c[name], value, engine.dialect) for name, value in constants.items()}
     quote = engine.dialect.identifier_preparer.quote
     rows = 0
@@ -160,7 +160,7 @@ def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
     """Write `frame` as LOAD DATA reads it: NULL as \\N, text escaped, floats in round-trip precision.
 
     Each distinct value of a column is formatted once (measures and categories repeat a lot), then the rows
-    are joined: 6x faster than `DataFrame.to_csv`, byte for byte the same text.
+    are joined: much faster than `DataFrame.to_csv`, byte for byte the same text.
     """
     columns = [_tsv_column(frame[name]) for name in frame.columns]
     path.write_text("".join(f"{line}\n" for line in map("\t".join, zip(*columns, strict=True))), "utf-8")

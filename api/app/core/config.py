@@ -17,7 +17,9 @@ class Settings(BaseSettings):
 
     artifacts_dir: Path = REPO_ROOT / "artifacts"
     warmup_token: SecretStr | None = None
-    api_host: str = "0.0.0.0"
+    # Loopback, like the native Airflow: a /warmup without WARMUP_TOKEN must not face the network by default.
+    # Compose sets 0.0.0.0 inside the API container, where the port mapping decides who reaches it.
+    api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_workers: int = Field(1, ge=1)
     api_log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
