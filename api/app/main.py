@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import errors, metrics
+from app import errors, metrics, openapi
 from app.core.config import Settings, get_settings
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     errors.install(app)
+    openapi.install(app, settings)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.api_max_body_bytes,
