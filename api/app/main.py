@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         limit=settings.api_max_body_bytes,
         limits_by_path={"/predict/batch": settings.api_max_batch_body_bytes},
+        drain_limit=settings.api_max_drain_bytes,
     )
     app.add_middleware(MetricsMiddleware)  # added last = outermost: 413s are counted too
     return app

@@ -66,16 +66,6 @@ class Visit:
         self.context.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, versions, api_server) -> Iterator[str]:
-    """One server for the page tests (they only read): starting one costs seconds."""
-    folder = tmp_path_factory.mktemp("page") / "artifacts"
-    shutil.copytree(versions.folder, folder)
-    artifacts.promote(folder, versions.main)
-    with api_server(folder) as url:
-        yield url
-
-
 def test_predict_from_the_prefilled_form(browser: Browser, server: str) -> None:
     visit = Visit(browser, server)
     page = visit.page
