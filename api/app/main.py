@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import errors, metrics
+from app import errors, metrics, openapi
 from app.core.config import Settings, get_settings
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.model_store import ModelStore, NoPromotedVersionError
-from app.routers import health, model, page, predict, warmup
+from app.routers import docs, health, model, page, predict, vendor, warmup
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Palmer penguin species from four measures, island and sex, and why.",
         version="1.0.0",
         lifespan=lifespan,
+        docs_url=None,  # routers/docs.py serves both pages with their files from the API itself
+        redoc_url=None,
     )
     app.state.settings = settings
-    for router in (predict.router, model.router, health.router, warmup.router, page.router):
+    for router in (
+        predict.router,
+        model.router,
+        health.router,
+        warmup.router,
+        page.router,
+        docs.router,
+        vendor.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     errors.install(app)
+    openapi.install(app, settings)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.api_max_body_bytes,
         limits_by_path={"/predict/batch": settings.api_max_batch_body_bytes},
+        drain_limit=settings.api_max_drain_bytes,
     )
     app.add_middleware(MetricsMiddleware)  # added last = outermost: 413s are counted too
     return app

@@ -1,5 +1,7 @@
 """Pure ASGI middleware (Starlette's BaseHTTPMiddleware would cost more than a whole prediction)."""
 
+import asyncio
+import contextlib
 import json
 import time
 
@@ -34,13 +36,23 @@ class MetricsMiddleware:
             metrics.observe_request(route, scope["method"], status, time.perf_counter() - start)
 
 
-class BodyLimitMiddleware:
-    """Answers 413 to a body over the limit, before anything parses it (declared or streamed size)."""
+# A refused body is drained for at most this long: a client trickling its bytes does not hold the connection.
+DRAIN_SECONDS = 10.0
 
-    def __init__(self, app: ASGIApp, limit: int, limits_by_path: dict[str, int]) -> None:
+
+class BodyLimitMiddleware:
+    """Answers 413 to a body over the limit, before anything parses it (declared or streamed size).
+
+    The rest of a refused body, up to `drain_limit` bytes in all, is read and discarded first: clients that
+    send their whole body before reading (urllib, requests) otherwise find the connection reset and never see
+    the 413. A larger body is cut off: the server never reads without limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, limits_by_path: dict[str, int], drain_limit: int) -> None:
         self.app = app
         self.limit = limit
         self.limits_by_path = limits_by_path
+        self.drain_limit = drain_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
@@ -50,6 +62,9 @@ class BodyLimitMiddleware:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
+            # A client waiting for "100 Continue" has sent nothing yet: it reads the 413 at once.
+            if int(declared) <= self.drain_limit and headers.get(b"expect", b"").lower() != b"100-continue":
+                await _drain(receive, self.drain_limit)
             await _too_large(send, limit)
             return
         if declared.isdigit() and b"transfer-encoding" not in headers:
@@ -65,6 +80,8 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                if message.get("more_body", False):
+                    await _drain(receive, self.drain_limit - size)
                 await _too_large(send, limit)
                 return
             chunks.append(chunk)
@@ -81,6 +98,17 @@ class BodyLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and discard the body until it ends, `budget` bytes are read or DRAIN_SECONDS pass."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                budget -= len(message.get("body", b""))
 
 
 async def _too_large(send: Send, limit: int) -> None:

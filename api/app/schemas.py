@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NUMERIC_FEATURES = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 CATEGORICAL_FEATURES = ("island", "sex")
@@ -30,7 +30,8 @@ def _measure(name: str, description: str) -> Any:
     return Field(ge=low, le=high, allow_inf_nan=False, description=f"{description} ({low:g} to {high:g})")
 
 
-CategoryName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+# Stripped by Python's str.strip after the length check: app/openapi.py publishes exactly this rule.
+CategoryName = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(str.strip)]
 
 
 class PenguinFeatures(BaseModel):

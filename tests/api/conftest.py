@@ -59,6 +59,16 @@ def empty_client(tmp_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, versions, api_server) -> Iterator[str]:
+    """One real server per test module, for tests that only read: starting one costs seconds."""
+    folder = tmp_path_factory.mktemp("served") / "artifacts"
+    shutil.copytree(versions.folder, folder)
+    artifacts.promote(folder, versions.main)
+    with api_server(folder) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def api_server() -> object:
     """`with api_server(artifacts_dir, **env) as url:` runs the API as a real server."""

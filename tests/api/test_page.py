@@ -1,6 +1,8 @@
-"""The web page in headless Chromium (Debian's), with every request outside localhost blocked."""
+"""The web page and the docs pages in headless Chromium (Debian's), with every request outside localhost
+blocked."""
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,6 +15,7 @@ from screenshots import CHROMIUM, CHROMIUM_ARGS  # Chromium as `make screenshots
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_pipeline import artifacts
 
+ROOT = Path(__file__).resolve().parents[2]
 HTTP_STATUS_NOTICE = "Failed to load resource: the server responded with a status of"
 
 
@@ -61,16 +64,6 @@ class Visit:
         assert self.outside == [], self.outside
         assert self.errors == [], self.errors
         self.context.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, versions, api_server) -> Iterator[str]:
-    """One server for the page tests (they only read): starting one costs seconds."""
-    folder = tmp_path_factory.mktemp("page") / "artifacts"
-    shutil.copytree(versions.folder, folder)
-    artifacts.promote(folder, versions.main)
-    with api_server(folder) as url:
-        yield url
 
 
 def test_predict_from_the_prefilled_form(browser: Browser, server: str) -> None:
@@ -160,3 +153,44 @@ def test_without_a_model_the_page_says_what_to_do_then_comes_alive(
         expect(page.locator("#penguin-form")).to_be_visible(timeout=90_000)
         expect(page.locator("#status")).to_be_hidden()
         visit.close()
+
+
+def test_swagger_ui_renders_every_operation_offline(browser: Browser, server: str) -> None:
+    """FastAPI's own /docs loads Swagger UI from a CDN: blank offline."""
+    visit = Visit(browser, f"{server}/docs")
+    page = visit.page
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Penguin species API")
+    predict = page.locator(".opblock-post", has=page.locator(".opblock-summary-path", has_text="/predict"))
+    expect(predict.first).to_be_visible()
+    assert page.locator(".opblock").count() >= 8  # every documented operation, not only /predict
+    predict.first.locator(".opblock-summary").click()
+    expect(predict.first.locator(".opblock-body")).to_contain_text("Request body")
+    expect(predict.first.locator(".opblock-body")).to_contain_text('"island": "Dream"')
+    visit.close()
+
+
+def test_redoc_renders_every_operation_offline(browser: Browser, server: str) -> None:
+    visit = Visit(browser, f"{server}/redoc")
+    page = visit.page
+    expect(page.locator("h1").first).to_contain_text("Penguin species API")
+    expect(page.get_by_role("button", name="post /predict", exact=True)).to_be_attached()
+    assert page.locator("li[data-item-id^='tag/']").count() >= 8  # the sidebar lists every operation
+    visit.close()
+
+
+def test_no_cdn_in_the_api_sources() -> None:
+    """The hook of issue #13: no address of a CDN anywhere under api/."""
+    found = subprocess.run(
+        [
+            "git",
+            "grep",
+            "-lE",
+            r"https?://(cdn\.|cdnjs\.|unpkg\.com|cdn\.jsdelivr|cdn\.plot\.ly)",
+            "--",
+            "api",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 1 and found.stdout == "", found.stdout  # 1: git grep found nothing

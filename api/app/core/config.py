@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(1 * MIB, gt=0)
     # A full batch (10,000 penguins) is ~1.2 MB of JSON, so the batch route gets its own, larger limit.
     api_max_batch_body_bytes: int = Field(4 * MIB, gt=0)
+    # A refused body up to this size is read (and discarded) before the 413, so every client can read the 413;
+    # a larger one is cut off mid-upload.
+    api_max_drain_bytes: int = Field(16 * MIB, gt=0)
     api_max_batch_size: int = Field(10_000, ge=1)
     # Top two probabilities closer than this: the answer carries a near-tie warning.
     api_near_tie_margin: float = Field(0.2, ge=0, le=1)

@@ -1,0 +1,61 @@
+"""Generated requests for one operation of the API's OpenAPI schema (schemathesis over hypothesis), and the
+checks that fail on an answer.
+
+Not a user entry point: shared by tests/api/test_openapi.py (the app, every check) and
+tests/reliability/test_fuzzing.py (a real server, a larger budget).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
+from schemathesis.core.failures import Failure, FailureGroup
+
+load_all_checks()
+ALL_CHECKS: list[CheckFunction] = CHECKS.get_all()
+
+
+def label(operation: schemathesis.APIOperation, mode: GenerationMode) -> str:
+    return f"{operation.method.upper()} {operation.path} ({mode.value})"
+
+
+def each_case(
+    operation: schemathesis.APIOperation,
+    mode: GenerationMode,
+    examples: int,
+    run_seed: int,
+    send: Callable[[schemathesis.Case], None],
+) -> None:
+    """`send` each of `examples` generated requests, valid ones or invalid ones as `mode` says."""
+
+    @seed(run_seed)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: schemathesis.Case) -> None:
+        send(case)
+
+    try:
+        run()
+    except Unsatisfiable:
+        # No invalid request exists for this operation (e.g. GET /health takes no input at all).
+        assert mode is GenerationMode.NEGATIVE, label(operation, mode)
+
+
+def failed_checks(case: schemathesis.Case, response: Any, checks: list[CheckFunction]) -> list[str]:
+    """What each failed check says about one answer."""
+    try:
+        case.validate_response(response, checks=checks)
+    except (Failure, FailureGroup) as error:
+        failures = error.exceptions if isinstance(error, FailureGroup) else [error]
+        return [f"{failure.code} {failure.title}: {failure.message[:300]}" for failure in failures]
+    return []

@@ -1,0 +1,39 @@
+"""The OpenAPI schema tells the truth: schemathesis, with every one of its checks, over every operation."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import schemathesis
+from schema_fuzz import ALL_CHECKS, each_case, failed_checks, label
+from schemathesis import GenerationMode
+
+EXAMPLES = 20  # per operation and mode
+SEED = 20261130  # the same cases every run
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"], ids=["no-warmup-token", "warmup-token"])
+def test_every_check_passes_on_every_operation(make_client, artifacts_dir: Path, token: str | None) -> None:
+    """Valid requests are accepted, invalid ones rejected, every answer as documented: island and sex as the
+    served model's categories in any case, and /warmup's token declared exactly when WARMUP_TOKEN is set."""
+    problems: list[str] = []
+    sent: Counter[str] = Counter()
+    with make_client(artifacts_dir, warmup_token=token) as client:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        for operation in operations:
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                where = label(operation, mode)
+
+                def send(case: schemathesis.Case, where: str = where) -> None:
+                    sent[where] += 1
+                    found = failed_checks(case, case.call(), ALL_CHECKS)
+                    problems.extend(f"{where}: {failure}\n  {case.as_curl_command()}" for failure in found)
+
+                each_case(operation, mode, EXAMPLES, SEED, send)
+    assert {"POST /predict", "POST /predict/batch", "POST /warmup", "GET /model"} <= {
+        f"{operation.method.upper()} {operation.path}" for operation in operations
+    }
+    assert all(sent[label(operation, GenerationMode.POSITIVE)] for operation in operations), sent
+    kinds = Counter(problem.partition("\n")[0][:200] for problem in problems)
+    assert not problems, f"{len(problems)} problem(s): {dict(kinds)}, e.g.:\n" + "\n".join(problems[:6])
