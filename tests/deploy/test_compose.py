@@ -280,7 +280,7 @@ def test_api_image_is_pinned_non_root_and_checks_its_own_health() -> None:
     assert base_image is not None and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base_image.group(1))
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1] not in ("root", "0")
-    assert re.search(r"^HEALTHCHECK .*\n.*CMD python -c .*/health", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n.*CMD \[\"python\", \"-m\", \"app.healthcheck\"\]", dockerfile, re.M)
 
 
 def test_every_file_the_images_copy_exists() -> None:
