@@ -25,6 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.model import TrainedModel
 from penguins_pipeline.schema import VERSION_ID_PATTERN
 
@@ -52,7 +53,7 @@ STALE_STAGING_SECONDS = 3600
 STALE_POINTER_SECONDS = 60
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(PermanentError, RuntimeError):
     """A version folder or `current.json` is missing, malformed or does not match its manifest."""
 
 

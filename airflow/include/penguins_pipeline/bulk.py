@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.schema import ROW_KEY
 
 # MySQL's LOAD DATA escapes (backslash first, or the others would be escaped twice).
@@ -29,7 +30,7 @@ LINES_PER_ROW = 100
 GROUP_CONCAT_MAX_LEN = 16 * 1024 * 1024
 
 
-class BulkLoadError(RuntimeError):
+class BulkLoadError(PermanentError, RuntimeError):
     """Values cannot pass the bulk path intact (MySQL would alter or cut them, with a mere warning)."""
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from penguins_pipeline import store
 from penguins_pipeline.bulk import BulkLoadError, prefetched, read_frames
 from penguins_pipeline.clean import CleanReport, SeenRows, clean_chunk
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.schema import (
     CATEGORIES,
     CLEAN_TABLE,
@@ -31,7 +32,7 @@ from penguins_pipeline.sources import SourceError, numbered, open_source
 log = logging.getLogger(__name__)
 
 
-class ValidationError(RuntimeError):
+class ValidationError(PermanentError, RuntimeError):
     """The published penguins_clean does not hold what the clean step wrote."""
 
 

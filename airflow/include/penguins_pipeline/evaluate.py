@@ -11,13 +11,14 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
 from penguins_pipeline import artifacts
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.model import TrainedModel
 from penguins_pipeline.schema import TARGET
 
 log = logging.getLogger(__name__)
 
 
-class QualityGateError(RuntimeError):
+class QualityGateError(PermanentError, RuntimeError):
     """The new model is not good enough to replace what is served."""
 
 

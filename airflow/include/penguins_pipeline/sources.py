@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.schema import DATA_COLUMNS, NUMERIC_FEATURES, REQUIRED_COLUMNS
 
 SOURCES_HELP = "palmerpenguins | seaborn | csv:<path> | synthetic:<rows>"
@@ -20,7 +21,7 @@ DTYPES = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(PermanentError, ValueError):
     """The source cannot give usable rows (unknown, unreachable, malformed, empty): retrying will not help."""
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from penguins_pipeline import bulk
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.schema import CATEGORIES, CLEAN_TABLE, DATA_COLUMNS, NUMERIC_FEATURES, ROW_KEY
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,11 @@ class DataStoreError(RuntimeError):
     """The data store cannot be reached: another attempt may succeed."""
 
 
-class StoreURLError(ValueError):
+class StoreURLError(PermanentError, ValueError):
     """PENGUINS_DB_URL does not name a supported data store: retrying will not help."""
 
 
-class DataNotReadyError(RuntimeError):
+class DataNotReadyError(PermanentError, RuntimeError):
     """The table a step needs is missing or empty: `data_pipeline` has not run (successfully) yet."""
 
 

@@ -24,6 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
 from penguins_pipeline import artifacts
+from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.evaluate import cross_validation, held_out_metrics, score_current
 from penguins_pipeline.model import TrainedModel
 from penguins_pipeline.schema import (
@@ -41,7 +42,7 @@ from penguins_pipeline.settings import PipelineSettings, get_settings
 CV_MAX_ROWS = 100_000
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(PermanentError, ValueError):
     """The clean table cannot train a classifier (too few rows or species, missing columns or values)."""
 
 
