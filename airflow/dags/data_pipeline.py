@@ -26,16 +26,10 @@ from airflow.sdk import Asset, dag, get_current_context, task
 
 from penguins_pipeline.schema import CLEAN_ASSET_NAME
 from penguins_pipeline.settings import get_settings
+from penguins_pipeline.task_runner import run_step
 
 CLEAN_ASSET = Asset(CLEAN_ASSET_NAME)
 SETTINGS = get_settings()
-
-
-def run_step(name: str, *args: object) -> object:
-    from penguins_pipeline import data_steps
-    from penguins_pipeline.task_runner import run_step
-
-    return run_step(data_steps, name, *args)
 
 
 def this_run() -> str:
@@ -55,26 +49,37 @@ def this_run() -> str:
     },
 )
 def data_pipeline() -> None:
+    # Each task imports data_steps when it runs: it imports pandas, too heavy for every parse.
     @task
     def ingest() -> dict:
-        return run_step("ingest", this_run())
+        from penguins_pipeline import data_steps
+
+        return run_step(data_steps.ingest, this_run())
 
     @task
     def store_raw(ingested: dict) -> dict:
-        return run_step("store_raw", ingested)
+        from penguins_pipeline import data_steps
+
+        return run_step(data_steps.store_raw, ingested)
 
     @task
     def clean(stored: dict) -> dict:
+        from penguins_pipeline import data_steps
+
         # `stored` only orders the tasks: the rows come from penguins_raw, never through XCom.
-        return run_step("clean", this_run())
+        return run_step(data_steps.clean, this_run())
 
     @task
     def store_clean(cleaned: dict) -> dict:
-        return run_step("store_clean", cleaned)
+        from penguins_pipeline import data_steps
+
+        return run_step(data_steps.store_clean, cleaned)
 
     @task(outlets=[CLEAN_ASSET])
     def validate(stored: dict, *, outlet_events: object = None) -> dict:
-        checked = run_step("validate", stored, this_run())
+        from penguins_pipeline import data_steps
+
+        checked = run_step(data_steps.validate, stored, this_run())
         outlet_events[CLEAN_ASSET].extra = checked  # type: ignore[index]
         return checked
 

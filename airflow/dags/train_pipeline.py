@@ -23,14 +23,7 @@ from datetime import timedelta
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 from penguins_pipeline.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
-
-
-def run_step(name: str, *args: object) -> object:
-    """Run a `train_steps` function; failures that a retry cannot fix fail the task at once."""
-    from penguins_pipeline import train_steps
-    from penguins_pipeline.task_runner import run_step
-
-    return run_step(train_steps, name, *args)
+from penguins_pipeline.task_runner import run_step
 
 
 @dag(
@@ -51,38 +44,53 @@ def run_step(name: str, *args: object) -> object:
     },
 )
 def train_pipeline() -> None:
+    # Each task imports train_steps when it runs: it imports scikit-learn, too heavy for every parse.
     @task.branch
     def choose(params: dict) -> str:
         return "rollback" if params["rollback_to"] else "train"
 
     @task
     def train() -> dict:
-        return run_step("train")
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.train)
 
     @task
     def quality_gate(staged: dict) -> str:
-        return run_step("gate", staged)
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.gate, staged)
 
     @task
     def verify(staged: dict) -> str:
-        return run_step("verify", staged)
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.verify, staged)
 
     @task
     def promote(staged: dict) -> str:
-        return run_step("promote", staged)
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.promote, staged)
 
     @task
     def rollback(params: dict) -> str:
-        return run_step("rollback", params["rollback_to"])
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.rollback, params["rollback_to"])
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def prune() -> list[str]:
-        return run_step("prune")
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.prune)
 
     # The warmup step retries with backoff itself; a failure leaves the model promoted (the API polls too).
     @task(retries=0)
     def warmup() -> dict | None:
-        return run_step("warmup")
+        from penguins_pipeline import train_steps
+
+        return run_step(train_steps.warmup)
 
     staged = train()
     promoted = promote(staged)

@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from penguins_pipeline import store
-from penguins_pipeline.bulk import BulkLoadError, prefetched, read_frames
+from penguins_pipeline.bulk import prefetched, read_frames
 from penguins_pipeline.clean import CleanReport, SeenRows, clean_chunk
 from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.schema import (
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 class ValidationError(PermanentError, RuntimeError):
     """The published penguins_clean does not hold what the clean step wrote."""
-
-
-# Failures that another attempt cannot fix: the task fails at once instead of retrying.
-PERMANENT_ERRORS = (SourceError, store.StoreURLError, store.DataNotReadyError, BulkLoadError, ValidationError)
 
 
 def ingest(settings: PipelineSettings, run_id: str) -> dict[str, Any]:

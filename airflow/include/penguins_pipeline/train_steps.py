@@ -12,14 +12,11 @@ from typing import Any
 from penguins_pipeline import artifacts
 from penguins_pipeline.evaluate import QualityGateError, quality_gate
 from penguins_pipeline.settings import PipelineSettings
-from penguins_pipeline.store import DataNotReadyError, read_clean
-from penguins_pipeline.train import TrainingDataError, stage_training
+from penguins_pipeline.store import read_clean
+from penguins_pipeline.train import stage_training
 from penguins_pipeline.warmup import warm_up
 
 log = logging.getLogger(__name__)
-
-# Failures that another attempt cannot fix: the task fails at once instead of retrying.
-PERMANENT_ERRORS = (DataNotReadyError, TrainingDataError, QualityGateError, artifacts.ArtifactError)
 
 
 def train(settings: PipelineSettings) -> dict[str, Any]:
