@@ -1,5 +1,8 @@
 """Every file in airflow/dags imports cleanly and follows the project's rules; new DAGs are checked too."""
 
+import ast
+import importlib
+import inspect
 import itertools
 import json
 import os
@@ -50,6 +53,41 @@ def test_dag_files_leave_heavy_imports_to_the_tasks() -> None:
     parsed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     heavy = {"pandas", "numpy", "sklearn", "seaborn"} & set(json.loads(parsed.stdout.splitlines()[-1]))
     assert not heavy, f"parsing the DAG files imports {heavy}"
+
+
+def step_calls(tree: ast.Module) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "run_step"
+    ]
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda path: path.name)
+def test_tasks_call_their_steps_by_reference_never_by_name(path: Path) -> None:
+    # A task names its step function itself (`run_step(train_steps.train)`), so readers, IDEs and type
+    # checkers follow it to the code; a string looked up with getattr hides it from all three.
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert "getattr" not in names, f"{path.name} looks a name up with getattr"
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    assert "run_step" not in defined, f"{path.name} defines its own run_step, beside task_runner's"
+    for call in step_calls(tree):
+        step = call.args[0] if call.args else None
+        assert isinstance(step, ast.Attribute) and isinstance(step.value, ast.Name), (
+            f"{path.name}:{call.lineno}: run_step needs `<steps module>.<function>`, not {ast.unparse(call)}"
+        )
+        module = importlib.import_module(f"penguins_pipeline.{step.value.id}")
+        function = getattr(module, step.attr, None)
+        assert inspect.isfunction(function) and function.__module__ == module.__name__, (
+            f"{path.name}:{call.lineno}: {ast.unparse(step)} is not a step of {module.__name__}"
+        )
+
+
+def test_every_task_of_the_pipelines_runs_through_the_one_runner() -> None:
+    calls = {path.name: len(step_calls(ast.parse(path.read_text()))) for path in DAG_FILES}
+    assert calls["data_pipeline.py"] == 5
+    assert calls["train_pipeline.py"] == 7
 
 
 def test_data_pipeline_is_wired_as_documented(dagbag: DagBag) -> None:
