@@ -86,18 +86,15 @@ def variant(stack: ComposeStack, build_first: bool) -> dict[str, Any]:
 
 
 def engine() -> dict[str, str]:
+    """The engine behind the Docker API: its first server component (Docker Engine or Podman Engine)."""
     out = subprocess.run(
-        [
-            "docker",
-            "version",
-            "--format",
-            "{{.Server.Version}} {{range .Server.Components}}{{.Name}} {{end}}",
-        ],
+        ["docker", "version", "--format", "{{range .Server.Components}}{{.Name}}={{.Version}};{{end}}"],
         capture_output=True,
         text=True,
         check=False,
-    ).stdout.split()
-    return {"server_version": out[0] if out else "?", "components": " ".join(out[1:])}
+    ).stdout
+    name, _, version = out.split(";")[0].partition("=")
+    return {"name": name or "?", "version": version or "?"}
 
 
 def main(argv: list[str] | None = None) -> int:
