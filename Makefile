@@ -40,9 +40,10 @@ test-compose: install  ## the compose stack for real on the engine DOCKER_HOST /
 reliability: install  ## fuzzing, load, faults on the running system, slow part too; writes bench/results/reliability.json
 	RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
 
-lint: install  ## ruff and the static checks
+lint: install  ## ruff, mypy (strict for the API) and the static checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(COMPOSE_BIN) -f docker-compose.yml config -q
 	$(COMPOSE_BIN) -f docker-compose.yml -f docker-compose.celery.yml config -q
 	$(BIN)/hadolint --failure-threshold warning airflow/Dockerfile api/Dockerfile

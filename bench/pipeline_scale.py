@@ -107,7 +107,7 @@ def train_stage(url: str, rows: int, uncapped: bool = False) -> dict[str, Any]:
     filled_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory(prefix="penguins-bench-") as artifacts_dir:
         # Uncapped: every tree is fit on a bootstrap of the whole training split (scikit-learn's default).
-        cap = {"max_samples_per_tree": 2**62} if uncapped else {}
+        cap: dict[str, Any] = {"max_samples_per_tree": 2**62} if uncapped else {}
         settings = PipelineSettings(penguins_db_url=url, artifacts_dir=artifacts_dir, **cap)
         start = time.perf_counter()
         staged = train_steps.train(settings)

@@ -100,8 +100,15 @@ def wrk_script(bodies: list[dict[str, Any]], folder: Path) -> Path:
 
 
 def milliseconds(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    value, unit = _match(re.fullmatch(r"([\d.]+)(us|ms|s)", text), text).groups()
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def _match(match: re.Match[str] | None, text: str) -> re.Match[str]:
+    """`match`, or an error that shows the wrk output it was looked for in."""
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{text}")
+    return match
 
 
 def run_wrk(
@@ -119,10 +126,10 @@ def run_wrk(
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} failed responses\n{output}")
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    requests = int(_match(re.search(r"(\d+) requests in", output), output).group(1))
     return {
         "server_cpu_us_per_request": (sum(server.cpu_times()[:2]) - cpu_before) / requests * 1e6,
-        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests_per_second": float(_match(re.search(r"Requests/sec:\s+([\d.]+)", output), output).group(1)),
         "p50_ms": milliseconds(percentiles["50"]),
         "p99_ms": milliseconds(percentiles["99"]),
     }
@@ -164,7 +171,7 @@ def train_version(folder: Path) -> str:
 def real_penguins(count: int) -> list[dict[str, Any]]:
     frame = palmerpenguins.load_penguins().dropna(subset=FEATURES)[FEATURES].sample(count, random_state=0)
     penguins = [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         for row in frame.to_dict("records")
     ]
     for i, penguin in enumerate(penguins):  # the form's spelling and others: matching is case-insensitive

@@ -194,6 +194,13 @@ class Component:
                 start_new_session=True,
             )
 
+    @property
+    def started(self) -> subprocess.Popen[bytes]:
+        """The process that start() started."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.process
+
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -201,7 +208,7 @@ class Component:
         """Record the children now: ones that moved to another process group are killed by pid at stop."""
         if self.running():
             with contextlib.suppress(psutil.Error):
-                children = psutil.Process(self.process.pid).children(recursive=True)
+                children = psutil.Process(self.started.pid).children(recursive=True)
                 self.descendants |= {child.pid: child for child in children}
 
     def log_tail(self, lines: int = 15) -> str:
@@ -243,14 +250,14 @@ def _stop_together(components: list[Component]) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for component in live:
         try:
-            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            component.started.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
 
 
 def _signal_group(component: Component, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(component.process.pid, signum)
+        os.killpg(component.started.pid, signum)
 
 
 class Stack:
@@ -280,7 +287,7 @@ class Stack:
     def run_once(self, name: str, argv: list[str]) -> None:
         """A one-shot command, tracked like the servers so that Ctrl-C stops it too."""
         component = self.component(name, argv)
-        code = component.process.wait()
+        code = component.started.wait()
         self.components.remove(component)
         if code != 0:
             raise StackError(self.died_message(component))

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 from free_port import free_port
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 # On a busy two-core machine the Airflow UI may take more than Playwright's default 5 s to draw a page.
 UI_TIMEOUT_MS = 60_000
 LOGIN = {"username": "admin", "password": "admin"}

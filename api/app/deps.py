@@ -12,11 +12,17 @@ from app.predictor import Predictor
 
 
 async def app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_store(request: Request) -> ModelStore:
-    return request.app.state.model_store
+    return _store(request)
+
+
+def _store(request: Request) -> ModelStore:
+    store: ModelStore = request.app.state.model_store
+    return store
 
 
 Part = TypeVar("Part")
@@ -31,12 +37,12 @@ def _served(part: Part | None) -> Part:
 
 async def get_predictor(request: Request) -> Predictor:
     """The served version, read once: the whole request answers from it even if a swap happens meanwhile."""
-    return _served(request.app.state.model_store.predictor)
+    return _served(_store(request).predictor)
 
 
 async def get_batcher(request: Request) -> PredictBatcher:
     """The served version's batcher: /predict's answer comes from that one version."""
-    return _served(request.app.state.model_store.batcher)
+    return _served(_store(request).batcher)
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]

@@ -48,7 +48,8 @@ def _walk(
         for i in range(x.shape[0]):
             for k in range(value.shape[1]):
                 total[i, k] += value[node[i], k]
-    return total / roots.shape[0]
+    mean: np.ndarray = total / roots.shape[0]  # numpy types this quotient as Any
+    return mean
 
 
 class FlatForest:

@@ -43,4 +43,5 @@ class NeighborIndex:
         if self._tree is None:
             return _scan(np.ascontiguousarray(rows, dtype=np.float64), self._points, self._k)
         # k as a list: the answer keeps its k axis even for k=1.
-        return self._tree.query(rows, k=list(range(1, self._k + 1)))
+        distances, nearest = self._tree.query(rows, k=list(range(1, self._k + 1)))
+        return np.asarray(distances), np.asarray(nearest)

@@ -202,7 +202,7 @@ class Predictor:
     def _warnings(
         self, measures: Sequence[float], island: int, best: int, probabilities: Sequence[float]
     ) -> list[dict[str, Any]]:
-        warnings = [
+        warnings: list[dict[str, Any]] = [
             {
                 "code": "outside_training_range",
                 "field": name,

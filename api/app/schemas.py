@@ -3,6 +3,7 @@
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 NUMERIC_FEATURES = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 CATEGORICAL_FEATURES = ("island", "sex")
@@ -15,7 +16,7 @@ PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
     "body_mass_g": (1500.0, 8000.0),
 }
 # The original README's curl example: a Gentoo-sized bird on Dream, where no Gentoo lives.
-EXAMPLE_PENGUIN = {
+EXAMPLE_PENGUIN: JsonDict = {
     "bill_length_mm": 46.2,
     "bill_depth_mm": 13.7,
     "flipper_length_mm": 229,

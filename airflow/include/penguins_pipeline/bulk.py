@@ -8,11 +8,13 @@ default) and sends rows back folded into CSV text, a hundred rows per result row
 reader; SQLite's C driver gets plain tuples both ways.
 """
 
+import contextlib
 import io
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -52,14 +54,15 @@ def write_frames(
             f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "
             f"VALUES ({', '.join(['?'] * len(columns))})"
         )
-        values = frame.assign(**fixed).to_numpy(dtype=object, na_value=None)
+        # pandas takes na_value=None (NULL for the driver); pandas-stubs only lists non-None scalars.
+        values = frame.assign(**fixed).to_numpy(dtype=object, na_value=None)  # type: ignore[arg-type]
         with engine.begin() as conn:
             conn.exec_driver_sql(insert, list(map(tuple, values)))
         rows += len(frame)
     return rows
 
 
-def _bound(column: sa.Column, value: object, dialect: sa.Dialect) -> object:
+def _bound(column: sa.Column, value: object, dialect: sa.Dialect) -> Any:
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
     return process(value) if process else value
 
@@ -125,7 +128,7 @@ def _load_data_local(
     connection = engine.raw_connection()
 
     def load(path: Path, columns: list[str]) -> None:
-        with connection.cursor() as cursor:
+        with contextlib.closing(connection.cursor()) as cursor:
             cursor.execute(
                 f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(table.name)} CHARACTER SET utf8mb4"
                 " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
@@ -175,14 +178,15 @@ def _tsv_column(column: pd.Series) -> np.ndarray:
         text = np.array([repr(value) for value in distinct.view(np.float64).tolist()], dtype=object)[codes]
         text[np.isnan(values)] = _NULL
         return text
-    codes, distinct = pd.factorize(column)
-    text = [str(value).translate(_TSV_ESCAPES) for value in distinct.tolist()]
-    return np.array([*text, _NULL], dtype=object)[codes]  # code -1 (missing) picks the NULL marker
+    codes, labels = pd.factorize(column)
+    escaped = [str(value).translate(_TSV_ESCAPES) for value in labels.tolist()]
+    return np.array([*escaped, _NULL], dtype=object)[codes]  # code -1 (missing) picks the NULL marker
 
 
 def _read_driver_rows(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
     """Run `page` and build the frame from the driver's rows as they are (no per-row SQLAlchemy step)."""
     compiled = page.compile(dialect=conn.dialect)
+    assert compiled.positiontup is not None, "SQLite (qmark paramstyle) lists its parameters in order"
     rows = conn.exec_driver_sql(
         compiled.string, tuple(compiled.params[name] for name in compiled.positiontup)
     )
@@ -216,7 +220,10 @@ def _read_mysql(conn: sa.Connection, page: sa.Select) -> pd.DataFrame:
         return pd.DataFrame(columns=names)
     # Only the NULL marker is NULL ("" is an empty text, "NA" a text like any other); `typed` parses dates.
     dtypes = {
-        column.name: "str" if isinstance(column.type, sa.String | sa.DateTime) else _pandas_dtype(column)
+        # The page selects table columns (sa.Column), which the Select types as any column expression.
+        column.name: "str"
+        if isinstance(column.type, sa.String | sa.DateTime)
+        else _pandas_dtype(cast("sa.Column[Any]", column))
         for column in page.selected_columns
     }
     text = io.StringIO("\n".join(texts))

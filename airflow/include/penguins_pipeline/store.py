@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ EXAMPLE_URL = "mysql+pymysql://user:password@host:3306/penguins"
 # The bulk paths speak to these drivers (pysqlite's qmark parameters, PyMySQL's LOAD DATA and warnings).
 SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "mysql+pymysql")
 _TEXT_LENGTH = max(len(value) for values in CATEGORIES.values() for value in values)
-_MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+_MYSQL_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
 class DataStoreError(RuntimeError):
@@ -86,7 +87,7 @@ def _sqlite_on_connect(dbapi_connection: object, _record: object) -> None:
 
 def raw_table(name: str) -> sa.Table:
     """`penguins_raw` (or its staging copy): every source value as it came, NULL where missing."""
-    text = {column: sa.Text() for column in ("species", "island", "sex")}
+    text: dict[str, sa.types.TypeEngine[Any]] = {column: sa.Text() for column in ("species", "island", "sex")}
     return sa.Table(
         name,
         sa.MetaData(),

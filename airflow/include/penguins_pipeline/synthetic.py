@@ -6,6 +6,7 @@ is rounded. Rows with a missing value are resampled too, so the raw table keeps 
 """
 
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,8 @@ def synthetic_chunks(rows: int) -> Iterator[pd.DataFrame]:
     for block, start in enumerate(range(0, rows, BLOCK_ROWS)):
         rng = np.random.default_rng([SEED, block])
         parts = []
-        for species, count in apportion(min(BLOCK_ROWS, rows - start), shares).items():
+        for label, count in apportion(min(BLOCK_ROWS, rows - start), shares).items():
+            species = cast(str, label)  # the species names; pandas-stubs types a Series' labels as Hashable
             group = by_species[species]
             part = group.iloc[rng.integers(0, len(group), count)].reset_index(drop=True)
             noise = rng.normal(
