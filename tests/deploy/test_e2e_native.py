@@ -265,6 +265,9 @@ def test_native_stack_on_sqlite_trains_retrains_and_stops_clean(
         assert response.status_code == 200, response.text
         run_id = response.json()["dag_run_id"]
         task_id = wait_for("a running task", lambda: stack.running_task("data_pipeline", run_id), 120, stack)
+        # Airflow's task runner installs its SIGTERM handler only once the task's code is about to run
+        # (airflow/sdk/execution_time/task_runner.py): a stop in the first instant of a task still kills it.
+        time.sleep(3)
     finally:
         stack.stop()
     stack.assert_stopped_clean()
