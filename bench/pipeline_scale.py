@@ -149,7 +149,11 @@ def serve_stage(url: str, rows: int, requests: int = 2000) -> dict[str, Any]:
         train_steps.verify(settings, staged)
         train_steps.promote(settings, staged)
         penguins, port = real_penguins(64), free_port()
-        env = {"PYTHONPATH": str(REPO / "api"), "ARTIFACTS_DIR": artifacts_dir, "API_HOST": "127.0.0.1"}
+        env = {
+            "PYTHONPATH": f"{REPO / 'api'}{os.pathsep}{REPO / 'contract'}",
+            "ARTIFACTS_DIR": artifacts_dir,
+            "API_HOST": "127.0.0.1",
+        }
         env |= {"API_PORT": str(port), "API_ACCESS_LOG": "false", "API_LOG_LEVEL": "warning"}
         server = start([sys.executable, "-m", "app"], env, Path(artifacts_dir) / "api.log")
         try:
@@ -249,7 +253,10 @@ def measure(stage: str, store: str, rows: int, baseline: bool = False) -> dict[s
     command = [sys.executable, __file__, "--one", stage, store, str(rows)] + (
         ["--baseline"] if baseline else []
     )
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'airflow' / 'include'}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(REPO / f) for f in ("contract", "airflow/include")),
+    }
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[2:])} failed:\n{done.stderr[-3000:]}")

@@ -40,13 +40,15 @@ from free_port import free_port
 from app.loader import load_version
 from app.neighbors import NeighborIndex
 from app.predictor import N_NEIGHBORS, Predictor
-from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
+from app.schemas import PenguinFeatures
+from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
-# What both servers import: the API, and this module (for hello_app) with what it imports from scripts/.
-SERVER_PATH = os.pathsep.join(str(ROOT / folder) for folder in ("api", "bench", "scripts"))
+# What both servers import: the API with the artifact contract, and this module (for hello_app) with what it
+# imports from scripts/.
+SERVER_PATH = os.pathsep.join(str(ROOT / folder) for folder in ("api", "contract", "bench", "scripts"))
 
 hello_app = FastAPI()
 

@@ -114,7 +114,8 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, str]:
     """The environment every component gets: the user's, plus what makes the native stack match compose."""
     child = dict(env)
-    paths = [str(REPO / "airflow" / "include"), str(REPO / "api"), env.get("PYTHONPATH", "")]
+    # The artifact contract, the pipeline package and the API, as the images put them on PYTHONPATH.
+    paths = [*(str(REPO / f) for f in ("contract", "airflow/include", "api")), env.get("PYTHONPATH", "")]
     child["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     child["AIRFLOW_HOME"] = str(config.airflow_home)
     child.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "airflow" / "dags"))

@@ -77,7 +77,7 @@ def airflow_env(home: Path, **overrides: str) -> dict[str, str]:
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "airflow" / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        PYTHONPATH=f"{REPO / 'airflow' / 'include'}{os.pathsep}{REPO / 'api'}",
+        PYTHONPATH=os.pathsep.join(str(REPO / folder) for folder in ("contract", "airflow/include", "api")),
     )
     env.update(overrides)
     return env

@@ -3,12 +3,10 @@
 joblib files are pickles, which run code when loaded: only files whose sha256 matches the manifest are ever
 unpickled, from the very bytes that were hashed (no window for a swap between check and load). A version
 trained with another scikit-learn is refused before unpickling: its trees may load and still answer wrong.
+The layout, manifest checks and checksums are `penguins_contract`'s, the same code the pipeline writes with.
 """
 
-import hashlib
 import io
-import json
-import re
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -16,28 +14,20 @@ from typing import Any
 
 import joblib
 
-CURRENT_FILE = "current.json"
-MODELS_DIR = "models"
-MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
-# Only well-formed ids are ever joined to a path: no "..", no separators.
-VERSION_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$")
-REQUIRED_FILES = (
-    "preprocessor.joblib",
-    "model.joblib",
-    "label_encoder.joblib",
-    "pca.joblib",
-    "training_data_for_viz.joblib",
-    "training_split.joblib",
-)
+import penguins_contract as contract
+from penguins_contract import MANIFEST_FILE, VERSION_FILES, ContractError
 
 
-class LoadError(Exception):
+class LoadError(ContractError):
     """A version that must not be served. `reason` is a short label for the load-failure metric."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, reason)
+
+
+def _load_error(err: ContractError) -> LoadError:
+    """A contract violation refuses the version with the contract's reason label and message."""
+    return err if isinstance(err, LoadError) else LoadError(err.reason, str(err))
 
 
 @dataclass(frozen=True)
@@ -50,50 +40,32 @@ class LoadedVersion:
 
 def read_current(artifacts_dir: Path) -> str | None:
     """The promoted version id, or None before the first promotion."""
-    path = artifacts_dir / CURRENT_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise LoadError("current_json", f"cannot read {path}: {err}") from err
-    try:
-        version = json.loads(raw)["version"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise LoadError("current_json", f'{path} is not {{"version": "<id>"}}: {err!r}') from err
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
-        raise LoadError("current_json", f"{path} names {version!r}, not a version id")
-    return version
+    with contract.translated(_load_error):
+        return contract.read_current(artifacts_dir)
 
 
 def load_version(artifacts_dir: Path, version: str) -> LoadedVersion:
     """Manifest checks, then sha256 of every file, then unpickling: the first problem refuses the version."""
-    if not VERSION_PATTERN.match(version):
-        raise LoadError("invalid", f"{version!r} is not a version id")
-    folder = artifacts_dir / MODELS_DIR / version
-    try:
-        manifest_bytes = (folder / MANIFEST_FILE).read_bytes()
-        manifest = json.loads(manifest_bytes)
-    except (OSError, ValueError) as err:
-        raise LoadError("manifest", f"version {version}: cannot read {MANIFEST_FILE}: {err}") from err
-    _check_manifest(version, manifest)
-    files = manifest["files"]
+    where = f"version {version}"
+    with contract.translated(_load_error):
+        folder = contract.version_dir(artifacts_dir, version)
+        try:
+            manifest_bytes = (folder / MANIFEST_FILE).read_bytes()
+        except OSError as err:
+            raise LoadError("manifest", f"{where}: cannot read {MANIFEST_FILE}: {err}") from err
+        manifest = contract.parse_manifest(manifest_bytes, where)
+        contract.check_manifest(manifest, version, where)
+        _check_trained_with(version, manifest)
+        files = contract.listed_files(manifest, where)
     objects = {}
-    for name in REQUIRED_FILES:
+    for name in VERSION_FILES:
         try:
             data = (folder / name).read_bytes()
         except OSError as err:
-            raise LoadError("missing_file", f"version {version}: cannot read {name}: {err}") from err
-        expected = files[name]
-        if (
-            len(data) != expected.get("bytes", len(data))
-            or hashlib.sha256(data).hexdigest() != expected["sha256"]
-        ):
-            raise LoadError(
-                "checksum",
-                f"version {version}: {name} does not match its sha256 in the manifest "
-                f"({len(data)} bytes on disk): corrupt or partial file, not loaded",
-            )
+            raise LoadError("missing_file", f"{where}: cannot read {name}: {err}") from err
+        with contract.translated(_load_error):
+            # The bytes hashed here are the bytes unpickled below: no window for a swap in between.
+            contract.check_bytes(name, data, files[name], where)
         try:
             objects[name] = joblib.load(io.BytesIO(data))
         except Exception as err:  # unpickling can raise anything; the message is what matters
@@ -101,13 +73,8 @@ def load_version(artifacts_dir: Path, version: str) -> LoadedVersion:
     return LoadedVersion(version, manifest, manifest_bytes, objects)
 
 
-def _check_manifest(version: str, manifest: Any) -> None:
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise LoadError("manifest", f"version {version}: manifest schema_version is not {SCHEMA_VERSION}")
-    if manifest.get("version") != version:
-        raise LoadError(
-            "manifest", f"version {version}: its manifest says version {manifest.get('version')!r}"
-        )
+def _check_trained_with(version: str, manifest: dict[str, Any]) -> None:
+    """Pickled trees are only safe in the scikit-learn they were trained with (serving's own rule)."""
     trained_with = (manifest.get("libraries") or {}).get("scikit-learn")
     installed = installed_version("scikit-learn")
     if trained_with != installed:
@@ -116,9 +83,3 @@ def _check_manifest(version: str, manifest: Any) -> None:
             f"version {version} was trained with scikit-learn {trained_with}, this API runs {installed}: "
             "refused (pickled trees are only safe in the same version); retrain it or pin the same version",
         )
-    files = manifest.get("files")
-    missing = [
-        n for n in REQUIRED_FILES if not isinstance(files, dict) or "sha256" not in (files.get(n) or {})
-    ]
-    if missing:
-        raise LoadError("manifest", f"version {version}: the manifest has no sha256 for {missing}")

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.schemas import CATEGORICAL_FEATURES
+from penguins_contract import CATEGORICAL_FEATURES
 
 Schema = dict[str, Any]
 

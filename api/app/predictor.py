@@ -18,7 +18,8 @@ from app.forest import FlatForest
 from app.loader import LoadedVersion
 from app.neighbors import NeighborIndex
 from app.projection import PcaProjection
-from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PenguinFeatures
+from app.schemas import PenguinFeatures
+from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 N_NEIGHBORS = 5
 _MEASURES_OF = attrgetter(*NUMERIC_FEATURES)

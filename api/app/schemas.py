@@ -5,16 +5,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-NUMERIC_FEATURES = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
-CATEGORICAL_FEATURES = ("island", "sex")
-# Hard limits for any penguin of these species: generous (a rare bird passes), but they reject typos such as
-# 4500 mm of bill or a mass in kg. The serving side keeps its own copy: it imports nothing from the pipeline.
-PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
-    "bill_length_mm": (20.0, 80.0),
-    "bill_depth_mm": (8.0, 30.0),
-    "flipper_length_mm": (140.0, 260.0),
-    "body_mass_g": (1500.0, 8000.0),
-}
+from penguins_contract import PHYSICAL_BOUNDS
+
 # The original README's curl example: a Gentoo-sized bird on Dream, where no Gentoo lives.
 EXAMPLE_PENGUIN: JsonDict = {
     "bill_length_mm": 46.2,
@@ -27,6 +19,8 @@ EXAMPLE_PENGUIN: JsonDict = {
 
 
 def _measure(name: str, description: str) -> Any:
+    """The contract's hard limits, the very numbers cleaning keeps: every value trained on is accepted, typos
+    (4500 mm of bill, a mass in kg) are not."""
     low, high = PHYSICAL_BOUNDS[name]
     return Field(ge=low, le=high, allow_inf_nan=False, description=f"{description} ({low:g} to {high:g})")
 

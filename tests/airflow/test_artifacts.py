@@ -13,6 +13,7 @@ import joblib
 import pandas as pd
 import pytest
 
+import penguins_contract as contract
 from penguins_pipeline import artifacts
 from penguins_pipeline.settings import PipelineSettings
 from penguins_pipeline.train import stage_training, train_and_write
@@ -35,17 +36,17 @@ def test_a_promoted_version_follows_the_contract(promoted: str, quick_settings: 
     current = json.loads((root / "current.json").read_text())
     folder = root / "models" / promoted
 
-    assert artifacts.VERSION_PATTERN.match(promoted)
+    assert contract.VERSION_PATTERN.match(promoted)
     assert current["version"] == promoted == artifacts.read_current(root)
     assert current["promoted_at"].endswith("+00:00")
-    assert sorted(os.listdir(folder)) == sorted([*artifacts.VERSION_FILES, "manifest.json"])
+    assert sorted(os.listdir(folder)) == sorted([*contract.VERSION_FILES, "manifest.json"])
     assert [p.name for p in (root / "models").iterdir()] == [promoted]  # no staging left behind
     manifest = artifacts.verify_version(root, promoted)
     assert manifest["version"] == promoted
     assert {name: meta["bytes"] for name, meta in manifest["files"].items()} == {
-        name: (folder / name).stat().st_size for name in artifacts.VERSION_FILES
+        name: (folder / name).stat().st_size for name in contract.VERSION_FILES
     }
-    split = joblib.load(folder / artifacts.SPLIT_FILE)
+    split = joblib.load(folder / contract.SPLIT_FILE)
     assert len(split["features_raw"]) == len(split["labels_encoded"]) == manifest["data"]["rows_train"]
 
 

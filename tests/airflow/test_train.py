@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import penguins_contract as contract
 from penguins_pipeline import artifacts, train
 from penguins_pipeline.schema import FEATURES, NUMERIC_FEATURES, TARGET
 from penguins_pipeline.settings import PipelineSettings
@@ -122,14 +123,14 @@ def test_the_chart_sample_is_capped_and_stratified(
     small = training_files(model, train, viz_max=3000, random_state=42)
     capped = training_files(model, train, viz_max=100, random_state=42)
 
-    assert len(small[artifacts.VIZ_FILE]["features_raw"]) == len(train)
-    viz = capped[artifacts.VIZ_FILE]
+    assert len(small[contract.VIZ_FILE]["features_raw"]) == len(train)
+    viz = capped[contract.VIZ_FILE]
     assert len(viz["features_raw"]) == len(viz["features_pca"]) == len(viz["labels_encoded"]) == 100
     assert list(viz["features_pca"].columns) == ["pca1", "pca2"]
     assert np.bincount(viz["labels_encoded"]).tolist() == pytest.approx(
-        (np.bincount(small[artifacts.VIZ_FILE]["labels_encoded"]) * 100 / len(train)).tolist(), abs=1
+        (np.bincount(small[contract.VIZ_FILE]["labels_encoded"]) * 100 / len(train)).tolist(), abs=1
     )
-    assert len(capped[artifacts.SPLIT_FILE]["features_raw"]) == len(train)
+    assert len(capped[contract.SPLIT_FILE]["features_raw"]) == len(train)
 
 
 @pytest.mark.parametrize(

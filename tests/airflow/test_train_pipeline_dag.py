@@ -13,6 +13,7 @@ import pytest
 from airflow.models import DagBag
 from airflow.sdk import Asset
 
+import penguins_contract as contract
 from penguins_pipeline import artifacts
 from penguins_pipeline.schema import CLEAN_ASSET_NAME
 from penguins_pipeline.settings import PipelineSettings
@@ -112,7 +113,7 @@ def test_data_then_train_on_mariadb_promotes_a_model_plain_joblib_can_use(
     assert manifest["data"]["rows_test"] == len(held_out)
 
     loaded = plain_load(root / "models" / version, held_out, tmp_path)
-    assert sorted(loaded["loaded"]) == sorted(name for name in artifacts.VERSION_FILES)
+    assert sorted(loaded["loaded"]) == sorted(name for name in contract.VERSION_FILES)
     assert loaded["accuracy"] >= 0.95
     assert loaded["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
     assert loaded["chart_points"] == loaded["split_rows"] == manifest["data"]["rows_train"]

@@ -21,6 +21,8 @@ from app.main import create_app
 from penguins_pipeline import artifacts
 
 API_DIR = Path(__file__).resolve().parents[2] / "api"
+# What `python -m app` needs on PYTHONPATH, as in the API image: the API and the artifact contract.
+API_PATH = os.pathsep.join(str(API_DIR.parent / folder) for folder in ("api", "contract"))
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def running_api(artifacts_dir: Path, **env: str) -> Iterator[str]:
     port = free_port()
     environment = {
         **os.environ,
-        "PYTHONPATH": str(API_DIR),
+        "PYTHONPATH": API_PATH,
         "ARTIFACTS_DIR": str(artifacts_dir),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),

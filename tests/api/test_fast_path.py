@@ -20,7 +20,8 @@ from app.forest import FlatForest
 from app.loader import load_version
 from app.neighbors import NeighborIndex
 from app.predictor import Predictor
-from app.schemas import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS, PenguinFeatures
+from app.schemas import PenguinFeatures
+from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
 
 FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
 
@@ -134,7 +135,8 @@ def test_a_cpu_limit_keeps_a_big_batch_on_one_thread() -> None:
         "print(sum(t.name.startswith('forest') for t in threading.enumerate()))"
     )
     api_dir = Path(app.__file__).parents[1]
-    limited = {**os.environ, "PYTHONPATH": str(api_dir), "LOKY_MAX_CPU_COUNT": "1"}
+    path = os.pathsep.join([str(api_dir), str(api_dir.parent / "contract")])
+    limited = {**os.environ, "PYTHONPATH": path, "LOKY_MAX_CPU_COUNT": "1"}
     result = subprocess.run([sys.executable, "-c", script], env=limited, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0"]

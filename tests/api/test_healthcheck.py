@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 from free_port import free_port
 
-API_DIR = Path(__file__).resolve().parents[2] / "api"
+API_PATH = os.pathsep.join(str(Path(__file__).resolve().parents[2] / f) for f in ("api", "contract"))
 
 
 def probe(port: int) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(API_DIR), "API_PORT": str(port)}
+    env = {**os.environ, "PYTHONPATH": API_PATH, "API_PORT": str(port)}
     return subprocess.run(
         [sys.executable, "-m", "app.healthcheck"], env=env, capture_output=True, text=True, timeout=30
     )

@@ -14,7 +14,9 @@ def run_benchmark() -> Callable[..., subprocess.CompletedProcess]:
     """`python bench/<script> <args>` with the Makefile's PYTHONPATH; fails with its output if it fails."""
 
     def run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
-        path = os.pathsep.join(str(REPO / folder) for folder in ("airflow/include", "api", "scripts"))
+        path = os.pathsep.join(
+            str(REPO / folder) for folder in ("contract", "airflow/include", "api", "scripts")
+        )
         done = subprocess.run(
             [sys.executable, str(REPO / "bench" / script), *args],
             env={**os.environ, "PYTHONPATH": path},

@@ -288,3 +288,18 @@ def test_every_file_the_images_copy_exists() -> None:
         for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
             for source in line.split():
                 assert (REPO / source).exists(), f"{dockerfile}: COPY {source}"
+
+
+def test_the_build_context_lets_in_every_file_the_images_copy() -> None:
+    """.dockerignore excludes all but a list: a COPY source missing from it fails only at build time."""
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    for dockerfile in ["airflow/Dockerfile", "api/Dockerfile"]:
+        for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
+            for source in line.split():
+                assert any(source == entry or source.startswith(f"{entry}/") for entry in allowed), (
+                    f"{dockerfile}: COPY {source} is not let in by .dockerignore"
+                )

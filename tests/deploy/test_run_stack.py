@@ -68,7 +68,12 @@ def test_the_child_environment_matches_compose(run_stack: ModuleType) -> None:
     assert child["API_PORT"] == "18000"
     # Task processes run in other working directories: a relative folder is made absolute from the repo.
     assert child["ARTIFACTS_DIR"] == str(REPO / "my-artifacts")
-    assert child["PYTHONPATH"].split(os.pathsep) == [f"{REPO}/airflow/include", f"{REPO}/api", "/x"]
+    assert child["PYTHONPATH"].split(os.pathsep) == [
+        f"{REPO}/contract",
+        f"{REPO}/airflow/include",
+        f"{REPO}/api",
+        "/x",
+    ]
     assert child["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert child["AIRFLOW__CORE__PARALLELISM"] == "4"
     assert child["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "false"

@@ -138,7 +138,10 @@ def test_version_writes_killed_at_random_never_expose_a_partial_version(
     folder = tmp_path / "artifacts"
     shutil.copytree(versions.folder, folder)
     artifacts.promote(folder, versions.main)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "airflow" / "include")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(REPO / f) for f in ("contract", "airflow/include")),
+    }
     rng = random.Random(7)
     killed_while: Counter[str] = Counter()
     write_seconds = None  # measured on the first version: from its staging folder to its promotion

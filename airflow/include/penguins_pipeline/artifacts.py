@@ -1,18 +1,17 @@
 """The model-version folder on disk: write it so no reader ever sees half of it, verify it, promote it.
 
-Layout (the contract with the API): `current.json` names the served version; `models/<version>/` holds the
-joblib files and `manifest.json`. A version is built in `models/.tmp-<version>-<random>/`, fsynced, renamed
-into place; `current.json` is replaced atomically and last. Readers ignore names starting with a dot.
+Layout, manifest schema, checksums and `current.json` are the contract with the API, written once in
+`penguins_contract`; this module is its writing side. A version is built in
+`models/.tmp-<version>-<random>/`, fsynced, renamed into place; `current.json` is replaced atomically and
+last. Readers ignore names starting with a dot.
 
 Roll back from a shell with `python -m penguins_pipeline.artifacts rollback <version>`.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import pickle
-import re
 import secrets
 import shutil
 import sys
@@ -25,28 +24,14 @@ from typing import Any
 import joblib
 import numpy as np
 
+import penguins_contract as contract
+from penguins_contract import ContractError
 from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.model import TrainedModel
-from penguins_pipeline.schema import VERSION_ID_PATTERN
 
-CURRENT_FILE = "current.json"
-MODELS_DIR = "models"
-MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
-# The joblib files of a version: the original's five plus the whole training split (the API's neighbours).
-MODEL_FILES = {
-    "preprocessor": "preprocessor.joblib",
-    "model": "model.joblib",
-    "label_encoder": "label_encoder.joblib",
-    "pca": "pca.joblib",
-}
-VIZ_FILE = "training_data_for_viz.joblib"
-SPLIT_FILE = "training_split.joblib"
-VERSION_FILES = [*MODEL_FILES.values(), VIZ_FILE, SPLIT_FILE]
 # Held-out rows and the in-memory model's answers, kept in the staging folder only until `publish`.
 HELDOUT_FILE = ".heldout.joblib"
 STAGING_PREFIX = ".tmp-"
-VERSION_PATTERN = re.compile(VERSION_ID_PATTERN)
 STALE_STAGING_SECONDS = 3600
 # A temporary `current.json` lives for the milliseconds of one write; one older than this was left by a
 # promote killed before its rename (SIGKILL, power loss), never by one still writing.
@@ -55,6 +40,11 @@ STALE_POINTER_SECONDS = 60
 
 class ArtifactError(PermanentError, RuntimeError):
     """A version folder or `current.json` is missing, malformed or does not match its manifest."""
+
+
+def _artifact_error(err: ContractError) -> ArtifactError:
+    """The contract's checks fail the task at once, as an `ArtifactError` with the contract's message."""
+    return ArtifactError(str(err))
 
 
 class ArtifactsNotWritableError(ArtifactError):
@@ -68,28 +58,28 @@ def new_version_id(digest: str, now: datetime | None = None) -> str:
 
 
 def check_version_id(version: str) -> str:
-    if not VERSION_PATTERN.match(version):
-        raise ArtifactError(
-            f"{version!r} is not a version id (expected e.g. 20261127T123456123456Z-1a2b3c4d)"
-        )
-    return version
+    with contract.translated(_artifact_error):
+        return contract.check_version_id(version)
 
 
 def version_dir(artifacts_dir: Path, version: str) -> Path:
-    return Path(artifacts_dir) / MODELS_DIR / check_version_id(version)
+    with contract.translated(_artifact_error):
+        return contract.version_dir(artifacts_dir, version)
 
 
 def list_versions(artifacts_dir: Path) -> list[str]:
     """Published versions, oldest first."""
-    models = Path(artifacts_dir) / MODELS_DIR
+    models = Path(artifacts_dir) / contract.MODELS_DIR
     if not models.is_dir():
         return []
-    return sorted(p.name for p in models.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name))
+    return sorted(
+        p.name for p in models.iterdir() if p.is_dir() and contract.VERSION_PATTERN.fullmatch(p.name)
+    )
 
 
 def ensure_writable(artifacts_dir: Path) -> Path:
     """Create `models/` and prove it is writable: fail early, with the fix, rather than after training."""
-    models = Path(artifacts_dir) / MODELS_DIR
+    models = Path(artifacts_dir) / contract.MODELS_DIR
     try:
         models.mkdir(parents=True, exist_ok=True)
         probe = models / f".tmp-probe-{secrets.token_hex(4)}"
@@ -102,14 +92,6 @@ def ensure_writable(artifacts_dir: Path) -> Path:
             f"sudo chown -R ${{AIRFLOW_UID:-50000}}:0 {artifacts_dir}"
         ) from err
     return models
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_path(path: Path) -> None:
@@ -163,10 +145,10 @@ def stage_version(
     staging.mkdir()
     try:
         files = {}
-        for name in VERSION_FILES:
+        for name in contract.VERSION_FILES:
             _dump(objects[name], staging / name)
-            files[name] = {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
-        _write_json_atomically(staging / MANIFEST_FILE, {**manifest, "files": files})
+            files[name] = contract.file_entry(staging / name)
+        _write_json_atomically(staging / contract.MANIFEST_FILE, {**manifest, "files": files})
         if heldout is not None:
             _dump(dict(heldout), staging / HELDOUT_FILE)
         _fsync_path(staging)
@@ -200,31 +182,21 @@ def discard(staging: Path) -> None:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"cannot read {path}: {err}") from err
+    with contract.translated(_artifact_error):
+        return contract.read_manifest(folder)
 
 
 def verify_files(folder: Path) -> dict[str, Any]:
     """Every file of the contract is there and matches the sha256 of the manifest; returns the manifest."""
-    manifest = read_manifest(folder)
-    listed = manifest.get("files", {})
-    if sorted(listed) != sorted(VERSION_FILES):
-        raise ArtifactError(f"{folder}: manifest lists {sorted(listed)}, expected {sorted(VERSION_FILES)}")
-    for name, meta in listed.items():
-        path = Path(folder) / name
-        if not path.is_file():
-            raise ArtifactError(f"{folder}: {name} is missing")
-        if sha256_file(path) != meta["sha256"]:
-            raise ArtifactError(f"{folder}: {name} does not match the sha256 in {MANIFEST_FILE}")
-    return manifest
+    with contract.translated(_artifact_error):
+        return contract.verify_folder(folder)
 
 
 def load_model(folder: Path) -> TrainedModel:
     """A fresh `joblib.load` of the fitted objects of a version folder."""
-    return TrainedModel(**{field: joblib.load(Path(folder) / name) for field, name in MODEL_FILES.items()})
+    return TrainedModel(
+        **{field: joblib.load(Path(folder) / name) for field, name in contract.MODEL_FILES.items()}
+    )
 
 
 def _check_loaded(folder: Path) -> tuple[TrainedModel, dict[str, Any]]:
@@ -234,8 +206,8 @@ def _check_loaded(folder: Path) -> tuple[TrainedModel, dict[str, Any]]:
     classes = list(model.label_encoder.classes_)
     if classes != manifest["classes"] or len(model.model.classes_) != len(classes):
         raise ArtifactError(f"{folder}: the model's classes {classes} differ from the manifest's")
-    split = joblib.load(Path(folder) / SPLIT_FILE)
-    viz = joblib.load(Path(folder) / VIZ_FILE)
+    split = joblib.load(Path(folder) / contract.SPLIT_FILE)
+    viz = joblib.load(Path(folder) / contract.VIZ_FILE)
     if len(split["features_raw"]) != manifest["data"]["rows_train"] or len(viz["features_pca"]) == 0:
         raise ArtifactError(f"{folder}: the training data files do not match the manifest's row counts")
     model.predict(split["features_raw"].head(5))
@@ -263,28 +235,22 @@ def verify_version(artifacts_dir: Path, version: str) -> dict[str, Any]:
         known = ", ".join(list_versions(artifacts_dir)) or "none"
         raise ArtifactError(f"version {version} not found in {folder.parent} (available: {known})")
     manifest = _check_loaded(folder)[1]
-    if manifest.get("version") != version:
-        raise ArtifactError(f"{folder}: manifest says version {manifest.get('version')!r}")
+    with contract.translated(_artifact_error):
+        contract.check_manifest(manifest, version, str(folder))
     return manifest
 
 
 def read_current(artifacts_dir: Path) -> str | None:
     """The promoted version, or None before the first promotion."""
-    path = Path(artifacts_dir) / CURRENT_FILE
-    if not path.exists():
-        return None
-    try:
-        version = json.loads(path.read_text(encoding="utf-8"))["version"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ArtifactError(f"cannot read {path}: {err}") from err
-    return check_version_id(version)
+    with contract.translated(_artifact_error):
+        return contract.read_current(artifacts_dir)
 
 
 def promote(artifacts_dir: Path, version: str) -> dict[str, str]:
     """Point `current.json` at a published version, after checking its files against the manifest."""
     verify_files(version_dir(artifacts_dir, version))
     current = {"version": version, "promoted_at": datetime.now(UTC).isoformat()}
-    _write_json_atomically(Path(artifacts_dir) / CURRENT_FILE, current)
+    _write_json_atomically(Path(artifacts_dir) / contract.CURRENT_FILE, current)
     return current
 
 
@@ -310,7 +276,7 @@ def prune(
 ) -> list[str]:
     """Keep the newest `keep` versions and the promoted one; drop what killed writers left: staging folders
     over an hour old, temporary `current.json` files over a minute old."""
-    models = Path(artifacts_dir) / MODELS_DIR
+    models = Path(artifacts_dir) / contract.MODELS_DIR
     current = read_current(artifacts_dir)
     versions = list_versions(artifacts_dir)
     doomed = [v for v in versions[: max(len(versions) - keep, 0)] if v != current]
@@ -322,7 +288,7 @@ def prune(
     ]
     pointers = [
         p
-        for p in Path(artifacts_dir).glob(_temp_path(Path(CURRENT_FILE), "*").name)
+        for p in Path(artifacts_dir).glob(_temp_path(Path(contract.CURRENT_FILE), "*").name)
         if _older_than(p, stale_pointer_after, now)
     ]
     for name in doomed:

@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
+import penguins_contract as contract
 from penguins_pipeline import artifacts
 from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.evaluate import cross_validation, held_out_metrics, score_current
@@ -164,16 +165,16 @@ def training_files(
     viz_features = features.iloc[rows].reset_index(drop=True)
     projected = model.pca.transform(model.preprocessor.transform(viz_features))
     return {
-        artifacts.MODEL_FILES["preprocessor"]: model.preprocessor,
-        artifacts.MODEL_FILES["model"]: model.model,
-        artifacts.MODEL_FILES["label_encoder"]: model.label_encoder,
-        artifacts.MODEL_FILES["pca"]: model.pca,
-        artifacts.VIZ_FILE: {
+        contract.MODEL_FILES["preprocessor"]: model.preprocessor,
+        contract.MODEL_FILES["model"]: model.model,
+        contract.MODEL_FILES["label_encoder"]: model.label_encoder,
+        contract.MODEL_FILES["pca"]: model.pca,
+        contract.VIZ_FILE: {
             "features_raw": viz_features,
             "features_pca": pd.DataFrame(projected, columns=["pca1", "pca2"]),
             "labels_encoded": labels[rows],
         },
-        artifacts.SPLIT_FILE: {"features_raw": features, "labels_encoded": labels},
+        contract.SPLIT_FILE: {"features_raw": features, "labels_encoded": labels},
     }
 
 
@@ -237,7 +238,7 @@ def stage_training(clean: pd.DataFrame, artifacts_dir: Path, settings: PipelineS
     version = artifacts.new_version_id(digest, now)
     classes = [str(c) for c in model.label_encoder.classes_]
     manifest = {
-        "schema_version": artifacts.SCHEMA_VERSION,
+        "schema_version": contract.SCHEMA_VERSION,
         "version": version,
         "created_at": now.isoformat(),
         "data": {

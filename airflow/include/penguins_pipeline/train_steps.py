@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import penguins_contract as contract
 from penguins_pipeline import artifacts
 from penguins_pipeline.evaluate import QualityGateError, quality_gate
 from penguins_pipeline.settings import PipelineSettings
@@ -38,7 +39,7 @@ def train(settings: PipelineSettings) -> dict[str, Any]:
 def staging_dir(settings: PipelineSettings, staged: dict[str, Any]) -> Path:
     """The folder named in XCom, refused unless it is a staging folder in ARTIFACTS_DIR (we may delete it)."""
     path = Path(staged["staging_dir"])
-    models = (Path(settings.artifacts_dir) / artifacts.MODELS_DIR).resolve()
+    models = (Path(settings.artifacts_dir) / contract.MODELS_DIR).resolve()
     named = path.name.startswith(f"{artifacts.STAGING_PREFIX}{staged['version']}-")
     if path.resolve().parent != models or not named:
         raise artifacts.ArtifactError(f"{path} is not a staging folder of {staged['version']} in {models}")

@@ -1,0 +1,62 @@
+"""The artifact contract between the training pipeline and the API, written once.
+
+Pure standard library, so both sides (and both images) can install it without pulling the other's
+dependencies: the API never imports Airflow or training code, the pipeline never imports FastAPI.
+"""
+
+from penguins_contract.checksums import (
+    check_bytes,
+    file_entry,
+    listed_files,
+    sha256_bytes,
+    sha256_file,
+    verify_folder,
+)
+from penguins_contract.current import read_current
+from penguins_contract.errors import ContractError, translated
+from penguins_contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
+from penguins_contract.layout import (
+    CURRENT_FILE,
+    MANIFEST_FILE,
+    MODEL_FILES,
+    MODELS_DIR,
+    SPLIT_FILE,
+    VERSION_FILES,
+    VERSION_ID_PATTERN,
+    VERSION_PATTERN,
+    VIZ_FILE,
+    check_version_id,
+    version_dir,
+)
+from penguins_contract.manifest import SCHEMA_VERSION, check_manifest, parse_manifest, read_manifest
+
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "CURRENT_FILE",
+    "FEATURES",
+    "MANIFEST_FILE",
+    "MODELS_DIR",
+    "MODEL_FILES",
+    "NUMERIC_FEATURES",
+    "PHYSICAL_BOUNDS",
+    "SCHEMA_VERSION",
+    "SPLIT_FILE",
+    "VERSION_FILES",
+    "VERSION_ID_PATTERN",
+    "VERSION_PATTERN",
+    "VIZ_FILE",
+    "ContractError",
+    "check_bytes",
+    "check_manifest",
+    "check_version_id",
+    "file_entry",
+    "listed_files",
+    "parse_manifest",
+    "read_current",
+    "read_manifest",
+    "sha256_bytes",
+    "sha256_file",
+    "translated",
+    "verify_folder",
+    "version_dir",
+]
