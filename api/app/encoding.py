@@ -61,6 +61,11 @@ class FeatureEncoder:
             raise UnknownCategoryError(field, values[position], self.categories[field], position)
         return positions
 
+    def spelled(self, field: str, values: Sequence[str]) -> list[str]:
+        """`values` in the model's own spelling of `field`'s categories ("FEMALE" -> "female")."""
+        categories = self.categories[field]
+        return [categories[position] for position in self.category_positions(field, values)]
+
     def encode_many(self, measures: np.ndarray, category_indices: np.ndarray) -> np.ndarray:
         """float64 rows from an (n, measures) array and an (n, categorical) array of category positions:
         the scaler's arithmetic (subtract the mean, divide by the scale), then the one-hot blocks."""

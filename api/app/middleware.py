@@ -3,11 +3,40 @@
 import asyncio
 import contextlib
 import json
+import re
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+
+# A client's X-Request-ID is kept when it is 1..128 printable ASCII characters (the prediction log's format).
+_VALID_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,128}").fullmatch
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the client's X-Request-ID when valid, else a new uuid4 hex), puts it in
+    `request.state.request_id` for the routes (the prediction log) and returns it on every response, the
+    413s and errors answered by other middleware included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+        raw = sent if sent is not None and _VALID_REQUEST_ID(sent) else uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = raw.decode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class MetricsMiddleware:
