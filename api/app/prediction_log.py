@@ -10,7 +10,6 @@ and counted instead of blocking; a failing disk or folder is logged once per epi
 prediction, and the writer starts a new file once the folder accepts writes again.
 """
 
-import contextlib
 import errno
 import logging
 import os
@@ -148,18 +147,25 @@ class PredictionLog:
         try:
             fd = self._fd if self._fd is not None else self._open()
             written = os.write(fd, lines)
-            if written != len(lines):  # the disk filled up mid-write
-                raise OSError(errno.ENOSPC, "short write", str(self.folder))
         except OSError as error:
             self._failed(error, count)
             return
-        self._size += written
-        metrics.LOG_RECORDS.inc(count)
+        if written != len(lines):  # the disk filled up mid-write: keep the whole lines, cut the rest off
+            whole = lines.rfind(b"\n", 0, written) + 1
+            kept = lines.count(b"\n", 0, whole)
+            self._wrote(whole, kept)
+            self._failed(OSError(errno.ENOSPC, "no space left (short write)", str(self.folder)), count - kept)
+            return
+        self._wrote(written, count)
         if self._failing is not None:
             log.warning("prediction log: writing to %s again", self.folder)
             self._failing = None
         if self._size >= self._rotate_bytes:
             self._close_file()
+
+    def _wrote(self, size: int, count: int) -> None:
+        self._size += size
+        metrics.LOG_RECORDS.inc(count)
 
     def _open(self) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -186,11 +192,12 @@ class PredictionLog:
             )
             self._failing = reason
         if self._fd is not None:
-            # Cut a partly written line off, and never append after a failed write: the next flush starts
-            # a new file, so the file's last line is whole or has no newline (not a record).
-            with contextlib.suppress(OSError):
+            # Cut a partly written line off, so the file ends with a whole line and takes the next flush;
+            # if even that fails, never append to it again (its last line has no newline: not a record).
+            try:
                 os.ftruncate(self._fd, self._size)
-            self._close_file()
+            except OSError:
+                self._close_file()
 
     def _close_file(self) -> None:
         if self._fd is not None:
