@@ -34,7 +34,15 @@ FIXED_SERVICES = {
 AIRFLOW_LONG_RUNNING = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"]
 # Settings the compose file sets itself (where things are inside the containers), and the secret: no default
 # of the code to compare them with.
-SET_BY_COMPOSE = {"penguins_db_url", "artifacts_dir", "api_url", "api_host", "api_port", "warmup_token"}
+SET_BY_COMPOSE = {
+    "penguins_db_url",
+    "artifacts_dir",
+    "predictions_dir",
+    "api_url",
+    "api_host",
+    "api_port",
+    "warmup_token",
+}
 
 
 def resolved(*files: str, env: dict[str, str] | None = None, tmp_path: Path) -> dict[str, Any]:
@@ -140,6 +148,24 @@ def test_artifacts_are_one_host_folder_written_by_airflow_and_read_by_the_api(ba
     api_artifacts = mounts(base["api"])["/opt/artifacts"]
     assert (api_artifacts["source"], api_artifacts["read_only"]) == (host_folder, True)
     assert base["api"]["environment"]["ARTIFACTS_DIR"] == "/opt/artifacts"
+
+
+@pytest.mark.parametrize(
+    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.celery.yml"]]
+)
+def test_the_prediction_log_is_a_named_volume_written_by_the_api_and_read_by_airflow(
+    files: list[str], tmp_path: Path
+) -> None:
+    services = resolved(*files, tmp_path=tmp_path)["services"]
+    for name, service in services.items():
+        if name in ("mysql", "airflow-db", "redis"):
+            assert "/opt/predictions" not in mounts(service), name
+            continue
+        log = mounts(service)["/opt/predictions"]
+        assert (log["type"], log["source"]) == ("volume", "predictions"), name
+        # Read-only for Airflow; airflow-init hands the folder to group 0 (the API's group) first.
+        assert bool(log.get("read_only")) is (name not in ("api", "airflow-init")), name
+        assert service["environment"]["PREDICTIONS_DIR"] == "/opt/predictions", name
 
 
 def test_databases_keep_their_data_in_named_volumes(base: dict[str, Any]) -> None:
