@@ -34,6 +34,7 @@ FIELDS = {
 }
 FILE_NAME = re.compile(r"predictions-\d{8}T\d{12}Z-(\d+)\.jsonl")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+SEAM = '"},{"request_id":"x'
 GENTOO_ON_BISCOE = {
     "bill_length_mm": 47.5,
     "bill_depth_mm": 15.0,
@@ -87,6 +88,8 @@ def test_every_answered_penguin_is_recorded_with_its_request_id(
         replaced = http.post("/predict", json=GENTOO_ON_BISCOE, headers={"X-Request-ID": "x" * 129})
         refused = http.post("/predict", json={**EXAMPLE_PENGUIN, "island": "Mars"})
         health = http.get("/health", headers={"X-Request-ID": "é".encode()})
+        # An id that looks like the seam between two records of a batch's dump: the cut must not fall in it.
+        seam = http.post("/predict/batch", json={"instances": batch}, headers={"X-Request-ID": SEAM})
     assert kept.headers["x-request-id"] == "client id/42"
     assert re.fullmatch("[0-9a-f]{32}", made.headers["x-request-id"])
     assert re.fullmatch("[0-9a-f]{32}", replaced.headers["x-request-id"])
@@ -106,6 +109,10 @@ def test_every_answered_penguin_is_recorded_with_its_request_id(
                 for i, (sent, answer) in enumerate(zip(batch, made.json()["predictions"], strict=True))
             ),
             expected(replaced.headers["x-request-id"], 0, "predict", GENTOO_ON_BISCOE, replaced.json()),
+            *(
+                expected(SEAM, i, "predict_batch", sent, answer)
+                for i, (sent, answer) in enumerate(zip(batch, seam.json()["predictions"], strict=True))
+            ),
         ],
         key=lambda r: (r["request_id"], r["item"]),
     )
