@@ -338,6 +338,9 @@ def main() -> None:
                 "throughput_log_on_over_off": per_round_ratio(
                     throughput, "requests_per_second", over="predict_log_off"
                 ),
+                "server_cpu_per_request_log_on_over_off": per_round_ratio(
+                    throughput, "server_cpu_us_per_request", over="predict_log_off"
+                ),
                 "http_batch_10000_log_on_over_off": batch_log_cost,
             },
             "cold_start_s": cold_start,

@@ -101,6 +101,10 @@ def serving(results: dict[str, Any]) -> str:
             "server CPU time per request, hello ÷ `/predict`",
             number(ratios["server_cpu_per_request_hello_over_predict"]),
         ],
+        [
+            "server CPU time per `/predict`, prediction log on ÷ off",
+            number(ratios["server_cpu_per_request_log_on_over_off"]),
+        ],
         ["one prediction in-process, µs", number(in_process["predict_one_us"], 1)],
         [
             "10,000-penguin batch with neighbours, in-process, ms",

@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.config import Settings
 from app.model_store import NO_MODEL_YET, ModelStore, PredictBatcher
-from app.prediction_log import PredictionLog
+from app.prediction_log import RequestRecorder
 from app.predictor import Predictor
 
 
@@ -48,24 +48,16 @@ async def get_batcher(request: Request) -> tuple[Predictor, PredictBatcher]:
     return _served(store.predictor), _served(store.batcher)
 
 
-async def get_prediction_log(request: Request) -> PredictionLog | None:
-    """This worker's prediction log; None with PREDICTIONS_LOG=false."""
-    prediction_log: PredictionLog | None = request.app.state.prediction_log
-    return prediction_log
-
-
-async def get_request_id(request: Request) -> str:
-    """The id RequestIdMiddleware gave this request (returned as X-Request-ID)."""
-    request_id: str = request.state.request_id
-    return request_id
+async def get_recorder(request: Request) -> RequestRecorder:
+    """This worker's prediction log, bound to the id RequestIdMiddleware gave this request."""
+    return RequestRecorder(request.app.state.prediction_log, request.state.request_id)
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 BatcherDep = Annotated[tuple[Predictor, PredictBatcher], Depends(get_batcher)]
-PredictionLogDep = Annotated[PredictionLog | None, Depends(get_prediction_log)]
-RequestIdDep = Annotated[str, Depends(get_request_id)]
+RecorderDep = Annotated[RequestRecorder, Depends(get_recorder)]
 
 _bearer = HTTPBearer(auto_error=False, description="WARMUP_TOKEN, when the server sets one")
 

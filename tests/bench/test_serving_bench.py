@@ -22,6 +22,7 @@ def test_a_short_serving_benchmark_measures_every_figure_and_renders_its_table(
     # The prediction log's cost: a server with PREDICTIONS_LOG=false in the same rounds, batches in turns.
     assert len(results["throughput"]["predict_log_off"]["runs"]) == 2
     assert results["ratios"]["throughput_log_on_over_off"] > 0
+    assert results["ratios"]["server_cpu_per_request_log_on_over_off"] > 0
     assert results["http_batch_10000_log_off_ms"] > 0 and results["http_batch_10000_no_neighbors_ms"] > 0
     assert results["ratios"]["http_batch_10000_log_on_over_off"] > 0
     assert all(value > 0 for value in results["in_process"].values())

@@ -7,7 +7,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Response, status
 
 from app import metrics
-from app.deps import BatcherDep, PredictionLogDep, PredictorDep, RequestIdDep, SettingsDep
+from app.deps import BatcherDep, PredictorDep, RecorderDep, SettingsDep
 from app.model_store import NO_MODEL_YET
 from app.schemas import BatchPrediction, BatchRequest, ErrorMessage, PenguinFeatures, Prediction
 
@@ -25,15 +25,12 @@ def _json(content: Any) -> Response:
 
 
 @router.post("/predict", response_model=Prediction, responses=_ERRORS)
-async def predict(
-    penguin: PenguinFeatures, served: BatcherDep, prediction_log: PredictionLogDep, request_id: RequestIdDep
-) -> Response:
+async def predict(penguin: PenguinFeatures, served: BatcherDep, record: RecorderDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
     predictor, batcher = served
     answer = await batcher.submit(penguin)
     metrics.count_predictions(answer["species"])
-    if prediction_log is not None:
-        prediction_log.record(request_id, "predict", (penguin,), (answer,), predictor.encoder)
+    record("predict", (penguin,), (answer,), predictor.encoder)
     return _json(answer)
 
 
@@ -42,8 +39,7 @@ def predict_batch(
     batch: BatchRequest,
     predictor: PredictorDep,
     settings: SettingsDep,
-    prediction_log: PredictionLogDep,
-    request_id: RequestIdDep,
+    record: RecorderDep,
 ) -> Response:
     """Up to API_MAX_BATCH_SIZE penguins, each answered as by /predict (neighbours only if asked).
 
@@ -64,6 +60,5 @@ def predict_batch(
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
     for species, count in Counter(p["species"] for p in predictions).items():
         metrics.count_predictions(species, count)
-    if prediction_log is not None:
-        prediction_log.record(request_id, "predict_batch", batch.instances, predictions, predictor.encoder)
+    record("predict_batch", batch.instances, predictions, predictor.encoder)
     return _json({"model_version": predictor.version, "predictions": predictions})
