@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,12 @@ def records(folder: Path) -> list[dict[str, Any]]:
     return [record for file in read_log(folder).values() for record in file]
 
 
+def made_by_the_api(response: httpx.Response) -> bool:
+    """The response's X-Request-ID is a new uuid4, in hex."""
+    made = response.headers["x-request-id"]
+    return re.fullmatch("[0-9a-f]{32}", made) is not None and uuid.UUID(hex=made).version == 4
+
+
 def expected(request_id: str, item: int, endpoint: str, sent: dict, answer: dict) -> dict[str, Any]:
     """The record of one answered penguin: what the model saw (its own category spelling) and its answer."""
     return {
@@ -91,10 +98,8 @@ def test_every_answered_penguin_is_recorded_with_its_request_id(
         # An id that looks like the seam between two records of a batch's dump: the cut must not fall in it.
         seam = http.post("/predict/batch", json={"instances": batch}, headers={"X-Request-ID": SEAM})
     assert kept.headers["x-request-id"] == "client id/42"
-    assert re.fullmatch("[0-9a-f]{32}", made.headers["x-request-id"])
-    assert re.fullmatch("[0-9a-f]{32}", replaced.headers["x-request-id"])
-    assert refused.status_code == 422 and re.fullmatch("[0-9a-f]{32}", refused.headers["x-request-id"])
-    assert re.fullmatch("[0-9a-f]{32}", health.headers["x-request-id"])
+    assert made_by_the_api(made) and made_by_the_api(replaced) and made_by_the_api(health)
+    assert refused.status_code == 422 and made_by_the_api(refused)
     assert len({made.headers["x-request-id"], replaced.headers["x-request-id"]}) == 2
 
     found = records(folder)  # the server stopped cleanly: everything was flushed
