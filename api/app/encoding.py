@@ -49,6 +49,8 @@ class FeatureEncoder:
             if len(lowered) != len(cats):
                 raise ValueError(f"{field} has categories that differ only by case: {cats}")
             self._index[field] = lowered
+        # A known category, lowered -> the model's own spelling ("FEMALE".lower() -> "female").
+        self.spelling = {field: {c.lower(): c for c in cats} for field, cats in self.categories.items()}
         # Row i of each table is the one-hot block of category i.
         self._one_hot = {field: np.eye(len(cats)) for field, cats in self.categories.items()}
 
@@ -60,11 +62,6 @@ class FeatureEncoder:
             position = positions.index(-1)
             raise UnknownCategoryError(field, values[position], self.categories[field], position)
         return positions
-
-    def spelled(self, field: str, values: Sequence[str]) -> list[str]:
-        """`values` in the model's own spelling of `field`'s categories ("FEMALE" -> "female")."""
-        categories = self.categories[field]
-        return [categories[position] for position in self.category_positions(field, values)]
 
     def encode_many(self, measures: np.ndarray, category_indices: np.ndarray) -> np.ndarray:
         """float64 rows from an (n, measures) array and an (n, categorical) array of category positions:

@@ -63,6 +63,7 @@ class PredictionLog:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._pending_records = 0
+        self._second = (-1, "")  # the last second _now formatted, and its text
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         # Touched by the writer thread only.
@@ -81,10 +82,10 @@ class PredictionLog:
     ) -> None:
         """Queue one record per answered penguin (item = its position), never blocking.
 
-        `encoder` is the answering version's: island and sex are logged in the model's spelling."""
-        now = datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"  # cheaper than strftime
-        islands = encoder.spelled("island", [penguin.island for penguin in penguins])
-        sexes = encoder.spelled("sex", [penguin.sex for penguin in penguins])
+        `encoder` is the answering version's: island and sex (known: they were answered) are logged in the
+        model's spelling."""
+        now = self._now()
+        islands, sexes = encoder.spelling["island"], encoder.spelling["sex"]
         records = [
             {
                 "request_id": request_id,
@@ -96,14 +97,12 @@ class PredictionLog:
                 "bill_depth_mm": penguin.bill_depth_mm,
                 "flipper_length_mm": penguin.flipper_length_mm,
                 "body_mass_g": penguin.body_mass_g,
-                "island": island,
-                "sex": sex,
+                "island": islands[penguin.island.lower()],
+                "sex": sexes[penguin.sex.lower()],
                 "species": answer["species"],
                 "probabilities": answer["probabilities"],
             }
-            for item, (penguin, answer, island, sex) in enumerate(
-                zip(penguins, answers, islands, sexes, strict=True)
-            )
+            for item, (penguin, answer) in enumerate(zip(penguins, answers, strict=True))
         ]
         # One dump of the whole list, cut into lines where one record ends and the next begins, is much
         # cheaper than a dump per record. The cut is exact: inside a JSON string every quote is escaped, so
@@ -119,6 +118,17 @@ class PredictionLog:
                 self._pending_records += len(penguins)
         if full:
             metrics.LOG_DROPPED.labels("queue_full").inc(len(penguins))
+
+    def _now(self) -> str:
+        """The UTC time as 2026-11-30T23:15:00.123456Z, the part up to the second formatted once a second
+        rather than once a record."""
+        now = time.time()
+        second = int(now)
+        formatted_second, prefix = self._second  # one tuple: threads never see a half update
+        if second != formatted_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
 
     def start(self) -> None:
         self._thread.start()
