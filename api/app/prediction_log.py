@@ -140,7 +140,10 @@ class PredictionLog:
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
-            self._flush()
+            try:
+                self._flush()
+            except Exception:  # a bug must not end the thread: serving would then only drop records
+                log.exception("prediction log: unexpected error while writing")
         self._flush()
         self._close_file()
 
