@@ -13,6 +13,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from app.open_inference import parse_infer_request
+from app.schemas import PenguinFeatures
 from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from penguins_pipeline import artifacts
 
@@ -288,6 +290,22 @@ def test_flat_and_nested_data_give_the_same_answer(client, clean_penguins: pd.Da
     ).json()
     assert flat.json()["outputs"][0]["data"] == [p["species"] for p in batch["predictions"]]
     assert json.loads(flat.json()["parameters"]["warnings"]) == [p["warnings"] for p in batch["predictions"]]
+
+
+def test_the_penguins_are_those_predict_validates(clean_penguins: pd.DataFrame) -> None:
+    """Built without pydantic's validation (app/open_inference.py): still equal, field for field, to what
+    PenguinFeatures makes of the same penguins, and as usable (dump, copy, fields set)."""
+    penguins = clean_penguins.head(20)
+    categories = {"island": ("Biscoe", "Dream", "Torgersen"), "sex": ("female", "male")}
+    parsed = parse_infer_request(json.dumps(_request(penguins)).encode(), categories, 100).penguins
+    validated = [PenguinFeatures(**row) for row in penguins[list(FEATURES)].to_dict("records")]
+    assert parsed == validated
+    assert [p.model_dump() for p in parsed] == [p.model_dump() for p in validated]
+    assert all(p.model_fields_set == set(FEATURES) for p in parsed)
+    assert (
+        parsed[0].model_copy(update={"sex": "male"}).sex == "male"
+        and parsed[0].sex == penguins["sex"].iloc[0]
+    )
 
 
 def test_island_and_sex_match_in_any_case_after_strip(client, clean_penguins: pd.DataFrame) -> None:
