@@ -2,6 +2,7 @@
 /predict's, shapes as the spec states them, and every bad request a 400 `{"error": ...}` naming the input."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from penguins_pipeline import artifacts
 
 INFER = "/v2/models/penguins/infer"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # JSON Schemas written from the spec (kserve/open-inference-protocol, specification/protocol/inference_rest.md
 # and open_inference_rest.yaml, components metadata_server_response, metadata_model_response, metadata_tensor,
@@ -489,3 +491,20 @@ def test_a_promotion_swaps_the_v2_model_too(client, artifacts_dir: Path, version
     assert client.get("/v2/models/penguins").json()["versions"] == [versions.other]
     assert client.post(INFER, json=_two()).json()["model_version"] == versions.other
     assert client.get(f"/v2/models/penguins/versions/{versions.main}").status_code == 404
+
+
+def test_the_readme_v2_example_gets_the_readme_answer(client) -> None:
+    """The README's curl to /v2/models/penguins/infer, sent as it is, gets the answer printed after it."""
+    text = README.read_text()
+    command = re.search(r"```bash\n(curl [^`]*?/v2/models/penguins/infer[^`]*?)```", text, flags=re.S)
+    assert command, "the README has no curl example of V2 infer"
+    sent = re.search(r"-d '(\{.*?\})'", command[1], flags=re.S)
+    printed = re.search(r"```json\n(.*?)```", text[command.end() :], flags=re.S)
+    assert sent and printed
+    expected = json.loads(printed[1])
+    answer = client.post(INFER, content=sent[1].encode()).json()
+    assert re.fullmatch(r"\d{8}T\d{12}Z-[0-9a-f]{8}", expected["model_version"])
+    answer["model_version"] = expected["model_version"]  # the time of training: the only thing that differs
+    probabilities = next(o for o in answer["outputs"] if o["name"] == "probabilities")
+    probabilities["data"] = [round(p, 9) for p in probabilities["data"]]
+    assert answer == expected
