@@ -7,13 +7,15 @@ by pydantic row by row: a 10,000-penguin request costs a few array operations, n
 Every refusal is a ProtocolError naming the input, answered as V2's `{"error": ...}`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, chain
 from typing import Any
 
 import numpy as np
 import orjson
 
+from app.predictor import Predictor
 from app.schemas import PenguinFeatures
 from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
 
@@ -227,6 +229,20 @@ def _wanted_outputs(outputs: Any) -> tuple[str, ...]:
         _check_parameters(output.get("parameters"), f"output {name}: parameters")
         wanted.append(name)
     return tuple(wanted) or OUTPUTS
+
+
+def answer_groups(
+    predictor: Predictor,
+) -> Callable[[Sequence[Sequence[PenguinFeatures]]], list[list[dict[str, Any]]]]:
+    """For the micro-batcher (app/batching.py): the penguins of several small requests in one predict_batch
+    call, each request given back its own answers (a penguin's answer does not depend on its batch)."""
+
+    def answer(groups: Sequence[Sequence[PenguinFeatures]]) -> list[list[dict[str, Any]]]:
+        answers = predictor.predict_batch(list(chain.from_iterable(groups)), include_neighbors=False)
+        ends = list(accumulate(map(len, groups)))
+        return [answers[end - len(group) : end] for group, end in zip(groups, ends, strict=True)]
+
+    return answer
 
 
 def infer_response(

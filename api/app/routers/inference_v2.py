@@ -15,7 +15,14 @@ from pydantic.json_schema import models_json_schema
 from app import metrics
 from app.deps import SettingsDep, StoreDep
 from app.model_store import NO_MODEL_YET, ModelStore
-from app.open_inference import MODEL_NAME, ProtocolError, infer_response, model_metadata, parse_infer_request
+from app.open_inference import (
+    MODEL_NAME,
+    InferRequest,
+    ProtocolError,
+    infer_response,
+    model_metadata,
+    parse_infer_request,
+)
 from app.predictor import Predictor
 from app.routers.predict import _json
 from app.schemas import (
@@ -33,7 +40,8 @@ from app.schemas import (
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 # Both infer paths, for the body limit (app/main.py): they take batches, as /predict/batch does.
 INFER_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")
-# A request this small is answered on the event loop (a thread hop would cost more than the work).
+# A request this small is parsed on the event loop and micro-batched (a thread hop would cost more than the
+# work); a bigger one is parsed and answered in a worker thread, as /predict/batch is.
 INLINE_BODY_BYTES = 16 * 1024
 # Triton's binary tensor extension sends this header: not supported, and said so plainly.
 BINARY_HEADER = "inference-header-content-length"
@@ -170,7 +178,7 @@ async def infer(model_name: ModelName, request: Request, store: StoreDep, settin
 
     `parameters.warnings` of the answer is JSON text: a list with one list per penguin of /predict's warnings.
     """
-    return await _answer(_served(store, model_name), request, settings.api_max_batch_size)
+    return await _answer(store, _served(store, model_name), request, settings.api_max_batch_size)
 
 
 @router.post(
@@ -183,24 +191,31 @@ async def infer_version(
     model_name: ModelName, model_version: str, request: Request, store: StoreDep, settings: SettingsDep
 ) -> Response:
     """As /v2/models/penguins/infer, if the URL names the served version."""
-    return await _answer(_served(store, model_name, model_version), request, settings.api_max_batch_size)
+    return await _answer(
+        store, _served(store, model_name, model_version), request, settings.api_max_batch_size
+    )
 
 
-async def _answer(predictor: Predictor, request: Request, max_rows: int) -> Response:
+async def _answer(store: ModelStore, predictor: Predictor, request: Request, max_rows: int) -> Response:
+    # Read with the predictor, no await in between: the batcher of that very version.
+    batcher = store.group_batcher
     if BINARY_HEADER in request.headers:
         raise ProtocolError(
             400,
             "binary tensor data is not supported: send the tensors as JSON (tritonclient: binary_data=False)",
         )
     body = await request.body()
-    if len(body) <= INLINE_BODY_BYTES:
-        return _json(_infer(predictor, body, max_rows))
-    return _json(await to_thread.run_sync(_infer, predictor, body, max_rows))
-
-
-def _infer(predictor: Predictor, body: bytes, max_rows: int) -> dict[str, Any]:
-    """Validated penguins -> answers, from the one predictor the request picked up."""
-    inference = parse_infer_request(body, predictor.encoder.categories, max_rows)
-    answers = predictor.predict_batch(inference.penguins, include_neighbors=False)
+    if len(body) <= INLINE_BODY_BYTES and batcher is not None:
+        # Small requests arriving together share one predict_batch call, as /predict's do.
+        inference = parse_infer_request(body, predictor.encoder.categories, max_rows)
+        answers = await batcher.submit(inference.penguins)
+    else:
+        inference, answers = await to_thread.run_sync(_predict, predictor, body, max_rows)
     metrics.count_species(answer["species"] for answer in answers)
-    return infer_response(inference, answers, predictor.classes, predictor.version)
+    return _json(infer_response(inference, answers, predictor.classes, predictor.version))
+
+
+def _predict(predictor: Predictor, body: bytes, max_rows: int) -> tuple[InferRequest, list[dict[str, Any]]]:
+    """A big request, in a worker thread: validated penguins -> answers."""
+    inference = parse_infer_request(body, predictor.encoder.categories, max_rows)
+    return inference, predictor.predict_batch(inference.penguins, include_neighbors=False)
