@@ -1,6 +1,7 @@
 """The Open Inference Protocol (V2, REST): Triton's own HTTP client against a real server, answers equal to
 /predict's, shapes as the spec states them, and every bad request a 400 `{"error": ...}` naming the input."""
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -268,6 +269,22 @@ def test_binary_tensor_data_is_refused_plainly(
     with pytest.raises(InferenceServerException) as error:
         triton_client.infer("penguins", [tensor])
     assert error.value.status() == "400" and "binary_data=False" in error.value.message()
+
+
+def test_concurrent_small_requests_get_their_own_answers(server: str, clean_penguins: pd.DataFrame) -> None:
+    """Small requests arriving together share one predict_batch (micro-batched): each still gets exactly the
+    answer it gets alone, in its own order and length."""
+    groups = [clean_penguins.iloc[i : i + 1 + i % 4] for i in range(0, 120, 4)]
+    bodies = [{**_request(group), "id": str(i)} for i, group in enumerate(groups)]
+
+    async def together() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+            answers = await asyncio.gather(*(http.post(INFER, json=body) for body in bodies))
+        return [answer.json() for answer in answers]
+
+    alone = [httpx.post(f"{server}{INFER}", json=body).json() for body in bodies]
+    assert asyncio.run(together()) == alone
+    assert [len(answer["outputs"][0]["data"]) for answer in alone] == [len(group) for group in groups]
 
 
 def test_server_metadata_and_health_follow_the_spec(server: str) -> None:
