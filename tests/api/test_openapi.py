@@ -5,30 +5,11 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schema_fuzz import ALL_CHECKS, each_case, failed_checks, label
+from schema_fuzz import ALL_CHECKS, CONFIG, each_case, failed_checks, label
 from schemathesis import GenerationMode
-from schemathesis.config import SchemathesisConfig
 
 EXAMPLES = 20  # per operation and mode
 SEED = 20261130  # the same cases every run
-# A V2 inference request relates its parts (six inputs, each once, all of one length n): JSON Schema cannot
-# say so, and the protocol answers such a request 400. There alone a schema-valid request may get a 400;
-# every other check stands (the explicit phase sends the documented example, answered 200).
-CONFIG = SchemathesisConfig.from_dict(
-    {
-        "operations": [
-            {
-                "include-path-regex": "^/v2/models/.*/infer$",
-                "checks": {
-                    "positive_data_acceptance": {
-                        # schemathesis' default, and 400
-                        "expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx", "400"]
-                    }
-                },
-            }
-        ]
-    }
-)
 
 
 @pytest.mark.parametrize("token", [None, "s3cret"], ids=["no-warmup-token", "warmup-token"])
