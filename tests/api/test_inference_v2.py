@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from app.open_inference import parse_infer_request
@@ -424,6 +426,33 @@ def test_every_bad_request_is_a_400_naming_the_problem(client, case: str) -> Non
     assert answer.status_code == 400, answer.text
     jsonschema.validate(answer.json(), ERROR)
     assert expected in answer.json()["error"]
+
+
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+# A real request with one field of one input (or of the request) replaced: validation is hit deep.
+V2_LIKE = st.builds(
+    lambda position, field, value: (
+        {**_two(), field: value} if position < 0 else _set(position, **{field: value})
+    ),
+    st.integers(-1, 5),
+    st.sampled_from(["name", "shape", "datatype", "data", "parameters", "id", "inputs", "outputs"]),
+    ANY_VALUE,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=V2_LIKE | ANY_VALUE)
+def test_whatever_is_sent_the_answer_is_200_or_a_v2_400(client, body: Any) -> None:
+    answer = client.post(INFER, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert answer.status_code in (200, 400), (body, answer.text)
+    if answer.status_code == 400:
+        jsonschema.validate(answer.json(), ERROR)
+    else:
+        jsonschema.validate(answer.json(), INFERENCE_RESPONSE)
 
 
 def test_the_batch_limit_applies(make_client, artifacts_dir: Path) -> None:
