@@ -58,8 +58,21 @@ class InferRequest:
     outputs: tuple[str, ...]
 
 
-def parse_infer_request(body: bytes, categories: Mapping[str, Sequence[str]], max_rows: int) -> InferRequest:
-    """The penguins of a V2 inference request, checked as /predict checks one; raises ProtocolError."""
+def parse_infer_request(
+    body: bytes, categories: Mapping[str, Sequence[str]], max_rows: int, json_length: int | None = None
+) -> InferRequest:
+    """The penguins of a V2 inference request, checked as /predict checks one; raises ProtocolError.
+
+    `json_length` (Triton's binary tensor extension, tritonclient's default): the body is that many bytes of
+    JSON, then the data of the inputs whose parameters give a `binary_data_size`, in their order.
+    """
+    binary = b""
+    if json_length is not None:
+        if not 0 <= json_length <= len(body):
+            raise _bad(
+                f"Inference-Header-Content-Length {json_length} does not fit a body of {len(body)} bytes"
+            )
+        body, binary = body[:json_length], body[json_length:]
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -71,6 +84,8 @@ def parse_infer_request(body: bytes, categories: Mapping[str, Sequence[str]], ma
         raise _bad("id must be a string")
     _check_parameters(request.get("parameters"), "parameters")
     tensors = _named_inputs(request.get("inputs"))
+    if json_length is not None:
+        _unpack_binary(request["inputs"], binary)
     rows = {name: _row_count(name, tensor, max_rows) for name, tensor in tensors.items()}
     first = FEATURES[0]
     for name, count in rows.items():
@@ -112,6 +127,45 @@ def _penguin(
     _set(penguin, "__pydantic_extra__", None)
     _set(penguin, "__pydantic_private__", None)
     return penguin
+
+
+def _unpack_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
+    """Give each input sent as binary its data, decoded: little-endian FP64 or FP32, or BYTES as 4-byte
+    little-endian lengths each followed by that many bytes of UTF-8."""
+    offset = 0
+    for tensor in inputs:
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            continue
+        name = tensor["name"]
+        if type(size) is not int or not 0 <= size <= len(binary) - offset:
+            raise _bad(f"input {name}: binary_data_size {size!r} does not fit the binary data sent")
+        chunk, offset = binary[offset : offset + size], offset + size
+        datatype = tensor.get("datatype")
+        if datatype in NUMERIC_DATATYPES:
+            item = 8 if datatype == "FP64" else 4
+            if size % item:
+                raise _bad(f"input {name}: {size} bytes of binary data is not a whole number of {datatype}")
+            tensor["data"] = np.frombuffer(chunk, dtype="<f8" if item == 8 else "<f4")
+        elif datatype == TEXT_DATATYPE:
+            tensor["data"] = _binary_strings(name, chunk)
+        # Any other datatype is refused by name in _row_count.
+    if offset != len(binary):
+        raise _bad(f"{len(binary) - offset} bytes of binary data belong to no input's binary_data_size")
+
+
+def _binary_strings(name: str, chunk: bytes) -> list[str]:
+    strings, position = [], 0
+    while position < len(chunk):
+        length = int.from_bytes(chunk[position : position + 4], "little")
+        start, position = position + 4, position + 4 + length
+        if position > len(chunk):
+            raise _bad(f"input {name}: its binary BYTES data ends inside an element")
+        try:
+            strings.append(chunk[start:position].decode())
+        except UnicodeDecodeError:
+            raise _bad(f"input {name}: element {len(strings)} is not UTF-8 text") from None
+    return strings
 
 
 def _check_parameters(parameters: Any, where: str) -> None:
@@ -159,14 +213,14 @@ def _row_count(name: str, tensor: dict[str, Any], max_rows: int) -> int:
         raise _bad(f"input {name}: shape must be [n] or [n, 1] with n >= 1 penguins, not {shape!r}")
     if shape[0] > max_rows:
         raise _bad(f"input {name}: {shape[0]} rows, over API_MAX_BATCH_SIZE ({max_rows}): split the request")
-    if not isinstance(tensor.get("data"), list):
-        raise _bad(f"input {name}: data must be a JSON array")
+    if not isinstance(tensor.get("data"), list | np.ndarray):
+        raise _bad(f"input {name}: data must be a JSON array (or binary data)")
     return int(shape[0])
 
 
 def _measures(name: str, tensor: dict[str, Any], count: int) -> list[float]:
-    """One measure for each penguin: numbers only (no strings, no booleans), within the contract's physical
-    bounds. FP32 is read as the JSON numbers are, at double precision."""
+    """One measure for each penguin: numbers only (no strings, no booleans), finite, within the contract's
+    physical bounds. FP32 is read as the JSON numbers are, at double precision."""
     shape = tuple(tensor["shape"])
     try:
         values = np.array(tensor["data"])
@@ -176,11 +230,11 @@ def _measures(name: str, tensor: dict[str, Any], count: int) -> list[float]:
         raise _bad(f"input {name}: data must hold {count} numbers, flat or nested as the shape {list(shape)}")
     column = values.reshape(count).astype(np.float64)
     low, high = PHYSICAL_BOUNDS[name]
-    # JSON holds no NaN nor infinity (orjson refuses 1e999 as malformed), so the bounds are the whole check.
-    outside = (column < low) | (column > high)
+    outside = ~((column >= low) & (column <= high))  # NaN too (binary data can hold one; JSON cannot)
     if outside.any():
         position = int(outside.argmax())
-        raise _bad(f"input {name}: element {position} is {column[position]:g}, outside {low:g} to {high:g}")
+        why = f"outside {low:g} to {high:g}" if np.isfinite(column[position]) else "not a finite number"
+        raise _bad(f"input {name}: element {position} is {column[position]:g}, {why}")
     measures: list[float] = column.tolist()
     return measures
 

@@ -116,10 +116,9 @@ def _request(penguins: pd.DataFrame, nested: bool = False) -> dict[str, Any]:
 
 
 def _inputs(
-    penguins: pd.DataFrame, measure_type: type[np.floating[Any]], column: bool
+    penguins: pd.DataFrame, measure_type: type[np.floating[Any]], column: bool, binary: bool = False
 ) -> list[triton.InferInput]:
-    """tritonclient's named numpy inputs, as its users build them (JSON data: the binary extension is not
-    served)."""
+    """tritonclient's named numpy inputs, as its users build them: JSON data, or its default, binary data."""
     inputs = []
     for name in FEATURES:
         if name in NUMERIC_FEATURES:
@@ -131,7 +130,7 @@ def _inputs(
         if column:
             array = array.reshape(-1, 1)
         tensor = triton.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array, binary_data=False)
+        tensor.set_data_from_numpy(array, binary_data=binary)
         inputs.append(tensor)
     return inputs
 
@@ -197,7 +196,14 @@ def test_tritonclient_reads_the_model_metadata(
 
 
 @pytest.mark.parametrize(
-    ("measure_type", "column"), [(np.float64, True), (np.float32, False)], ids=["FP64-column", "FP32-flat"]
+    ("measure_type", "column", "binary"),
+    [
+        (np.float64, True, False),
+        (np.float32, False, False),
+        (np.float64, False, True),
+        (np.float32, True, True),
+    ],
+    ids=["FP64-column", "FP32-flat", "FP64-flat-binary", "FP32-column-binary"],
 )
 def test_tritonclient_infer_answers_as_predict_on_the_whole_table(
     triton_client: triton.InferenceServerClient,
@@ -206,7 +212,10 @@ def test_tritonclient_infer_answers_as_predict_on_the_whole_table(
     predicted: tuple[list[str], np.ndarray, list[str]],
     measure_type: type[np.floating[Any]],
     column: bool,
+    binary: bool,
 ) -> None:
+    """As tritonclient's users call it: JSON tensors, or its default binary ones (answered in JSON, which it
+    reads as well)."""
     species, probabilities, classes = predicted
     if measure_type is np.float32:
         # FP32 data holds the float32 nearest each measure, taken as sent: a measure on a split of the trees
@@ -220,8 +229,8 @@ def test_tritonclient_infer_answers_as_predict_on_the_whole_table(
         probabilities = np.array([[p["probabilities"][c] for c in classes] for p in batch])
     result = triton_client.infer(
         "penguins",
-        _inputs(clean_penguins, measure_type, column),
-        outputs=_outputs("species", "probabilities"),
+        _inputs(clean_penguins, measure_type, column, binary),
+        outputs=_outputs("species", "probabilities") if not binary else None,
         request_id="whole-table",
     )
     response = result.get_response()
@@ -260,17 +269,6 @@ def test_tritonclient_hears_which_input_is_wrong(
         triton_client.infer("penguins", _inputs(penguins, np.float64, True), outputs=_outputs("species"))
     assert error.value.status() == "400"
     assert "input island: element 1" in error.value.message() and "Atlantis" in error.value.message()
-
-
-def test_binary_tensor_data_is_refused_plainly(
-    triton_client: triton.InferenceServerClient, clean_penguins: pd.DataFrame
-) -> None:
-    """tritonclient's default (its binary extension) gets a 400 that says what to do, not a parse error."""
-    tensor = triton.InferInput("bill_length_mm", [1], "FP64")
-    tensor.set_data_from_numpy(np.array([40.0]))
-    with pytest.raises(InferenceServerException) as error:
-        triton_client.infer("penguins", [tensor])
-    assert error.value.status() == "400" and "binary_data=False" in error.value.message()
 
 
 def test_concurrent_small_requests_get_their_own_answers(server: str, clean_penguins: pd.DataFrame) -> None:
@@ -425,6 +423,69 @@ def test_every_bad_request_is_a_400_naming_the_problem(client, case: str) -> Non
     answer = client.post(INFER, content=sent, headers={"content-type": "application/json"})
     assert answer.status_code == 400, answer.text
     jsonschema.validate(answer.json(), ERROR)
+    assert expected in answer.json()["error"]
+
+
+def _binary_request(
+    measures: bytes, islands: bytes, declared: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """Two penguins with bill_length_mm and island as binary data (Triton's extension), the rest JSON."""
+    body = _two()
+    body["inputs"][0] = {**body["inputs"][0], "parameters": {"binary_data_size": len(measures)}}
+    body["inputs"][4] = {**body["inputs"][4], "parameters": {"binary_data_size": len(islands)}}
+    del body["inputs"][0]["data"], body["inputs"][4]["data"]
+    header = json.dumps(body).encode()
+    length = str(len(header) if declared is None else declared)
+    return header + measures + islands, {"Inference-Header-Content-Length": length}
+
+
+def _strings(*values: bytes) -> bytes:
+    return b"".join(len(v).to_bytes(4, "little") + v for v in values)
+
+
+BILLS = np.array([46.2, 46.2], dtype="<f8").tobytes()
+ISLANDS = _strings(b"Dream", b"Biscoe")
+BAD_BINARY: dict[str, tuple[bytes, dict[str, str], str]] = {
+    "NaN": (
+        *_binary_request(np.array([46.2, np.nan]).tobytes(), ISLANDS),
+        "input bill_length_mm: element 1 is nan, not a finite number",
+    ),
+    "infinity": (
+        *_binary_request(np.array([np.inf, 46.2]).tobytes(), ISLANDS),
+        "input bill_length_mm: element 0 is inf, not a finite number",
+    ),
+    "implausible": (*_binary_request(np.array([46.2, 4500]).tobytes(), ISLANDS), "element 1 is 4500"),
+    "not whole FP64": (*_binary_request(BILLS[:-1], ISLANDS), "not a whole number of FP64"),
+    "cut string": (*_binary_request(BILLS, ISLANDS[:-2]), "input island: its binary BYTES data ends inside"),
+    "not UTF-8": (
+        *_binary_request(BILLS, _strings(b"Dream", b"\xff")),
+        "input island: element 1 is not UTF-8",
+    ),
+    "unknown island": (*_binary_request(BILLS, _strings(b"Dream", b"Mars")), "input island: element 1"),
+    "header too long": (*_binary_request(BILLS, ISLANDS, declared=10**6), "does not fit a body of"),
+    "header not a number": (
+        _binary_request(BILLS, ISLANDS)[0],
+        {"Inference-Header-Content-Length": "x"},
+        "x",
+    ),
+    "bytes left over": (
+        _binary_request(BILLS, ISLANDS)[0] + b"\0",
+        _binary_request(BILLS, ISLANDS)[1],
+        "1 bytes of binary data belong to no input",
+    ),
+}
+
+
+def test_binary_data_answers_as_json_data(client) -> None:
+    body, headers = _binary_request(BILLS, ISLANDS)
+    assert client.post(INFER, content=body, headers=headers).json() == client.post(INFER, json=_two()).json()
+
+
+@pytest.mark.parametrize("case", BAD_BINARY, ids=list(BAD_BINARY))
+def test_bad_binary_data_is_a_400_naming_the_problem(client, case: str) -> None:
+    body, headers, expected = BAD_BINARY[case]
+    answer = client.post(INFER, content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
     assert expected in answer.json()["error"]
 
 

@@ -43,7 +43,8 @@ INFER_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")
 # A request this small is parsed on the event loop and micro-batched (a thread hop would cost more than the
 # work); a bigger one is parsed and answered in a worker thread, as /predict/batch is.
 INLINE_BODY_BYTES = 16 * 1024
-# Triton's binary tensor extension sends this header: not supported, and said so plainly.
+# Triton's binary tensor extension (tritonclient's default): the length of the JSON before the binary data.
+# Binary inputs are read; answers are always JSON, which tritonclient reads as well.
 BINARY_HEADER = "inference-header-content-length"
 
 
@@ -112,7 +113,7 @@ def _served(store: ModelStore, model_name: ModelName, version: str | None = None
 
 @router.get("", response_model=V2ServerMetadata)
 async def server_metadata(request: Request) -> Response:
-    """The server's name and version; no protocol extension is supported."""
+    """The server's name and version. No extension declared: binary tensors are read, but answers are JSON."""
     return _json({"name": request.app.title, "version": request.app.version, "extensions": []})
 
 
@@ -199,23 +200,32 @@ async def infer_version(
 async def _answer(store: ModelStore, predictor: Predictor, request: Request, max_rows: int) -> Response:
     # Read with the predictor, no await in between: the batcher of that very version.
     batcher = store.group_batcher
-    if BINARY_HEADER in request.headers:
-        raise ProtocolError(
-            400,
-            "binary tensor data is not supported: send the tensors as JSON (tritonclient: binary_data=False)",
-        )
+    json_length = _json_length(request.headers.get(BINARY_HEADER))
     body = await request.body()
     if len(body) <= INLINE_BODY_BYTES and batcher is not None:
         # Small requests arriving together share one predict_batch call, as /predict's do.
-        inference = parse_infer_request(body, predictor.encoder.categories, max_rows)
+        inference = parse_infer_request(body, predictor.encoder.categories, max_rows, json_length)
         answers = await batcher.submit(inference.penguins)
     else:
-        inference, answers = await to_thread.run_sync(_predict, predictor, body, max_rows)
+        inference, answers = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length)
     metrics.count_species(answer["species"] for answer in answers)
     return _json(infer_response(inference, answers, predictor.classes, predictor.version))
 
 
-def _predict(predictor: Predictor, body: bytes, max_rows: int) -> tuple[InferRequest, list[dict[str, Any]]]:
+def _json_length(header: str | None) -> int | None:
+    if header is None:
+        return None
+    try:
+        return int(header)
+    except ValueError:
+        raise ProtocolError(
+            400, f"Inference-Header-Content-Length must be a number of bytes, not {header!r}"
+        ) from None
+
+
+def _predict(
+    predictor: Predictor, body: bytes, max_rows: int, json_length: int | None
+) -> tuple[InferRequest, list[dict[str, Any]]]:
     """A big request, in a worker thread: validated penguins -> answers."""
-    inference = parse_infer_request(body, predictor.encoder.categories, max_rows)
+    inference = parse_infer_request(body, predictor.encoder.categories, max_rows, json_length)
     return inference, predictor.predict_batch(inference.penguins, include_neighbors=False)
