@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -141,23 +142,26 @@ def probabilities_of(endpoint: str, answer: dict[str, Any], classes: list[str]) 
 def species_of(
     endpoint: str, answer: dict[str, Any], probabilities: np.ndarray, classes: list[str]
 ) -> list[str]:
+    """The species named by an answer; MLServer names none: the class of its most probable column."""
     if endpoint == "predict":
         return [row["species"] for row in answer.get("predictions", [answer])]
     if endpoint == "v2":
         return list(next(o for o in answer["outputs"] if o["name"] == "species")["data"])
-    return [
-        classes[i] for i in probabilities.argmax(axis=1)
-    ]  # MLServer: the encoder's class of the best column
+    return [classes[i] for i in probabilities.argmax(axis=1)]
 
 
+@dataclass(frozen=True)
 class Endpoint:
     """One of the three: where it answers, the rotating bodies wrk sends, and how a batch is asked."""
 
-    def __init__(
-        self, name: str, path: str, bodies: list[dict[str, Any]], batch: Callable[[list], dict[str, Any]]
-    ) -> None:
-        self.name, self.path, self.bodies, self.batch = name, path, bodies, batch
-        self.batch_path = "/predict/batch" if name == "predict" else path
+    name: str
+    path: str
+    bodies: list[dict[str, Any]]
+    batch: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+    @property
+    def batch_path(self) -> str:
+        return "/predict/batch" if self.name == "predict" else self.path
 
 
 def endpoints(penguins: list[dict[str, Any]]) -> dict[str, Endpoint]:
@@ -178,6 +182,10 @@ def session(
     server = psutil.Process(process.pid)
     figures, answers = {}, {}
     with httpx.Client(base_url=base, timeout=120) as client:
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            return client.post(path, json=body).raise_for_status().json()
+
         for endpoint in served:
             folder = Path(tempfile.mkdtemp(prefix=f"wrk-{endpoint.name}-"))
             script = wrk_script(endpoint.bodies, folder)
@@ -185,10 +193,6 @@ def session(
             one = run_wrk(base + endpoint.path, server, script, 1, args.seconds)
             shutil.rmtree(folder)
             body = endpoint.batch(batch)
-
-            def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-                return client.post(path, json=body).raise_for_status().json()
-
             seconds = timed(lambda: post(endpoint.batch_path, body), args.batch_repeats)  # noqa: B023
             figures[endpoint.name] = load | {"p50_ms_1_connection": one["p50_ms"], "batch_ms": seconds * 1e3}
             answers[endpoint.name] = {
