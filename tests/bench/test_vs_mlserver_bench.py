@@ -50,7 +50,9 @@ def served(tmp_path: Path, versions: Any) -> tuple[Path, str]:
     return folder, versions.main
 
 
-def test_the_pipeline_mlserver_gets_answers_as_this_api(tmp_path: Path, served: tuple[Path, str]) -> None:
+def test_the_pipeline_mlserver_gets_answers_as_this_apis_predict_and_v2_infer(
+    tmp_path: Path, served: tuple[Path, str]
+) -> None:
     folder, version = served
     classes = bench.dump_pipeline(folder, version, tmp_path / "mlserver")
     pipeline = joblib.load(tmp_path / "mlserver" / "model.joblib")
@@ -72,19 +74,22 @@ def test_the_pipeline_mlserver_gets_answers_as_this_api(tmp_path: Path, served: 
             return response.json()
 
         answers = {
-            "predict": {
-                "singles": [api("/predict", body) for body in known["predict"].bodies[: bench.COMPARED]],
-                "batch": api(known["predict"].batch_path, known["predict"].batch(batch)),
-            },
+            name: {
+                "singles": [api(known[name].path, body) for body in known[name].bodies[: bench.COMPARED]],
+                "batch": api(known[name].batch_path, known[name].batch(batch)),
+            }
+            for name in ("predict", "v2")
+        } | {
             "mlserver": {
                 "singles": [mlserver(body) for body in known["mlserver"].bodies[: bench.COMPARED]],
                 "batch": mlserver(known["mlserver"].batch(batch)),
             },
         }
     compared = bench.compare(answers, classes)
-    assert compared["predict"]["penguins"] == bench.COMPARED + bench.BATCH
-    assert compared["predict"]["species_equal"]
-    assert compared["predict"]["max_abs_probability_difference"] < 1e-9
+    for name in ("predict", "v2"):
+        assert compared[name]["penguins"] == bench.COMPARED + bench.BATCH
+        assert compared[name]["species_equal"]
+        assert compared[name]["max_abs_probability_difference"] < 1e-9
 
 
 def test_compare_refuses_answers_whose_species_differ() -> None:
