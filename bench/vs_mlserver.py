@@ -278,7 +278,7 @@ def main() -> None:
     mlserver_venv()
     with scratch("bench-vs-mlserver-") as work:
         version = train_version(work / "artifacts")
-        classes = dump_pipeline(work / "artifacts", version, work / "mlserver")
+        classes = dump_pipeline(work / "artifacts", version, work / MODEL)  # named as MLServer expects
         # Lower-case sex, the preprocessor's own spelling: MLServer's pipeline does no case matching.
         penguins = [penguin | {"sex": penguin["sex"].lower()} for penguin in real_penguins(64)]
         batch = [penguins[i % len(penguins)] for i in range(BATCH)]
@@ -289,7 +289,7 @@ def main() -> None:
                 [known["predict"], known["v2"]],
             ),
             "mlserver": (
-                lambda port: start_mlserver(port, work / "mlserver", work / "mlserver.log"),
+                lambda port: start_mlserver(port, work / MODEL, work / "mlserver.log"),
                 [known["mlserver"]],
             ),
         }
