@@ -101,7 +101,8 @@ def serving_arrays(
     random_state: int,
 ) -> Arrays:
     """The export of a fitted model, its training split `features`/`labels` and the chart's sample (rows
-    `viz_rows` of the split, at PCA positions `viz_pca`), checked before it is returned."""
+    `viz_rows` of the split, at PCA positions `viz_pca`), checked before it is returned. Every array is a
+    copy: nothing done to the export reaches the fitted objects."""
     scaler = model.preprocessor.named_transformers_["numeric"]
     encoder = model.preprocessor.named_transformers_["categorical"]
     categories = {
@@ -123,23 +124,23 @@ def serving_arrays(
     reference_categories = np.vstack([split_categories[:REFERENCE_SPLIT_ROWS], random_categories])
     arrays: Arrays = {
         "classes": np.array([str(c) for c in model.label_encoder.classes_], dtype=str),
-        "scaler_mean": np.asarray(scaler.mean_ if scaler.with_mean else np.zeros(count), dtype=np.float64),
-        "scaler_scale": np.asarray(scaler.scale_ if scaler.with_std else np.ones(count), dtype=np.float64),
+        "scaler_mean": np.array(scaler.mean_ if scaler.with_mean else np.zeros(count), dtype=np.float64),
+        "scaler_scale": np.array(scaler.scale_ if scaler.with_std else np.ones(count), dtype=np.float64),
         **{contract.categories_key(f): np.array(categories[f], dtype=str) for f in CATEGORICAL_FEATURES},
         "columns": np.array(expected_columns(categories), dtype=str),
         **forest_arrays(model.model),
-        "pca_components": np.asarray(pca.components_, dtype=np.float64),
-        "pca_mean": np.asarray(pca.mean_, dtype=np.float64),
-        "pca_scale": np.asarray(
+        "pca_components": np.array(pca.components_, dtype=np.float64),
+        "pca_mean": np.array(pca.mean_, dtype=np.float64),
+        "pca_scale": np.array(
             np.sqrt(pca.explained_variance_) if pca.whiten else np.ones(pca.n_components_), dtype=np.float64
         ),
         "split_measures": measures,
         "split_categories": split_categories.astype(np.int64),
-        "split_labels": np.asarray(labels, dtype=np.int64),
+        "split_labels": np.array(labels, dtype=np.int64),
         "viz_measures": measures[viz_rows],
         "viz_categories": split_categories[viz_rows].astype(np.int64),
-        "viz_labels": np.asarray(labels, dtype=np.int64)[viz_rows],
-        "viz_pca": np.asarray(viz_pca, dtype=np.float64),
+        "viz_labels": np.array(labels, dtype=np.int64)[viz_rows],
+        "viz_pca": np.array(viz_pca, dtype=np.float64),
         "reference_measures": reference_measures,
         "reference_categories": reference_categories.astype(np.int64),
         **_sklearn_outputs(model, reference_measures, reference_categories),
