@@ -128,8 +128,8 @@ def test_the_flat_forest_equals_sklearn_at_any_batch_size(rows: int) -> None:
 
 
 def test_a_cpu_limit_keeps_a_big_batch_on_one_thread() -> None:
-    """A process allowed one core (a container quota, here set the way joblib reads one) is not cut into
-    slices for threads it cannot run at once."""
+    """A process allowed one core (a container quota; here LOKY_MAX_CPU_COUNT, which the count honours) is
+    not cut into slices for threads it cannot run at once."""
     script = (
         "import threading, numpy as np; from app.forest import FlatForest; "
         "x = np.random.default_rng(0).normal(size=(6000, 3)); "
