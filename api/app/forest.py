@@ -17,17 +17,29 @@ import numba
 import numpy as np
 
 
-def _usable_cores() -> int:
-    """The cores this process may really use: the affinity mask, and a container's CPU quota (docker --cpus,
-    Kubernetes limits, in cgroup v2's cpu.max) which the mask does not show; LOKY_MAX_CPU_COUNT still caps it,
-    as it did when joblib counted (joblib is no longer imported by serving)."""
-    cores = len(os.sched_getaffinity(0))
+def _cgroup_quota() -> tuple[int, int] | None:
+    """The container's CPU quota and period (cgroup v2's cpu.max, else v1's cfs files); None: no quota."""
     try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):
-        pass  # no cgroup v2 quota readable: the mask is the limit
+        try:
+            quota = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text().strip()
+            period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1") or not quota.isdigit() or not period.isdigit():
+        return None
+    return int(quota), int(period)
+
+
+def _usable_cores() -> int:
+    """The cores this process may really use: the affinity mask, and a container's CPU quota (docker --cpus,
+    Kubernetes limits) which the mask does not show; LOKY_MAX_CPU_COUNT still caps it, as it did when joblib
+    counted (serving no longer imports joblib)."""
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota[0] / quota[1])))
     cap = os.environ.get("LOKY_MAX_CPU_COUNT", "")
     return max(1, min(cores, int(cap))) if cap.isdigit() else cores
 
