@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import joblib
 import numpy as np
 import palmerpenguins
 import pandas as pd
@@ -249,8 +250,11 @@ def in_process(folder: Path, version: str, penguins: list[dict[str, Any]]) -> di
     one = batch[0]
     # The compiled forest walk against scikit-learn's predict_proba on the same 10,000 preprocessed rows.
     frame = pd.DataFrame([penguin.model_dump() for penguin in batch])[FEATURES]
-    rows = loaded.objects["preprocessor.joblib"].transform(frame.assign(sex=frame["sex"].str.lower()))
-    model = loaded.objects["model.joblib"]
+    version_folder = folder / "models" / version
+    rows = joblib.load(version_folder / "preprocessor.joblib").transform(
+        frame.assign(sex=frame["sex"].str.lower())
+    )
+    model = joblib.load(version_folder / "model.joblib")
     walk, sklearn, speedup = timed_in_turns(
         lambda: predictor.forest.predict_proba(rows), lambda: model.predict_proba(rows), 9
     )
