@@ -14,7 +14,7 @@ from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from app.model_store import ModelStore, NoPromotedVersionError
 from app.prediction_log import start_prediction_log
-from app.routers import docs, health, model, page, predict, vendor, warmup
+from app.routers import docs, health, inference_v2, model, page, predict, vendor, warmup
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for router in (
         predict.router,
+        inference_v2.router,
         model.router,
         health.router,
         warmup.router,
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit=settings.api_max_body_bytes,
         limits_by_path={"/predict/batch": settings.api_max_batch_body_bytes},
         drain_limit=settings.api_max_drain_bytes,
+        limits_by_pattern=[(inference_v2.INFER_PATH, settings.api_max_batch_body_bytes)],
     )
     app.add_middleware(MetricsMiddleware)  # outside the body limit: 413s are counted too
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: every answer carries X-Request-ID

@@ -7,6 +7,8 @@ scanner cannot blow up the number of series.
 """
 
 import os
+from collections import Counter as Tally
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -80,6 +82,12 @@ def count_predictions(species: str, count: int = 1) -> None:
     if series is None:
         series = _species_series[species] = PREDICTIONS.labels(species)
     series.inc(count)
+
+
+def count_species(species: Iterable[str]) -> None:
+    """A batch's predictions, one series update per species."""
+    for name, count in Tally(species).items():
+        count_predictions(name, count)
 
 
 def set_served_version(version: str, previous: str | None) -> None:

@@ -20,6 +20,7 @@ from penguins_contract.layout import (
     MANIFEST_FILE,
     MODEL_FILES,
     MODELS_DIR,
+    SERVING_FILE,
     SPLIT_FILE,
     VERSION_FILES,
     VERSION_ID_PATTERN,
@@ -29,6 +30,7 @@ from penguins_contract.layout import (
     version_dir,
 )
 from penguins_contract.manifest import SCHEMA_VERSION, check_manifest, parse_manifest, read_manifest
+from penguins_contract.serving import SERVING_ARRAYS, categories_key
 
 __all__ = [
     "CATEGORICAL_FEATURES",
@@ -40,12 +42,15 @@ __all__ = [
     "NUMERIC_FEATURES",
     "PHYSICAL_BOUNDS",
     "SCHEMA_VERSION",
+    "SERVING_ARRAYS",
+    "SERVING_FILE",
     "SPLIT_FILE",
     "VERSION_FILES",
     "VERSION_ID_PATTERN",
     "VERSION_PATTERN",
     "VIZ_FILE",
     "ContractError",
+    "categories_key",
     "check_bytes",
     "check_manifest",
     "check_version_id",

@@ -1,6 +1,5 @@
 """POST /predict and /predict/batch."""
 
-from collections import Counter
 from typing import Any
 
 import orjson
@@ -58,7 +57,6 @@ def predict_batch(
             ],
         )
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
-    for species, count in Counter(p["species"] for p in predictions).items():
-        metrics.count_predictions(species, count)
+    metrics.count_species(p["species"] for p in predictions)
     record("predict_batch", batch.instances, predictions, predictor.encoder)
     return _json({"model_version": predictor.version, "predictions": predictions})
