@@ -22,9 +22,12 @@ def file_name(start: datetime, pid: int) -> str:
 
 
 def records(
-    penguins: pd.DataFrame, version: str, end: datetime | None = None, spacing: timedelta = timedelta(seconds=1)
+    penguins: pd.DataFrame,
+    version: str,
+    end: datetime | None = None,
+    spacing: timedelta = timedelta(seconds=1),
 ) -> list[dict[str, Any]]:
-    """One /predict record per row of `penguins` (FEATURES and species), answered `spacing` apart up to `end`."""
+    """One /predict record per row of `penguins` (FEATURES, species), answered `spacing` apart up to `end`."""
     end = end or datetime.now(UTC)
     out = []
     for position, row in enumerate(penguins.to_dict("records")):
@@ -50,7 +53,9 @@ def lines(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
 
 
-def write_log(folder: Path, rows: Iterable[dict[str, Any]], start: datetime, pid: int, tail: bytes = b"") -> Path:
+def write_log(
+    folder: Path, rows: Iterable[dict[str, Any]], start: datetime, pid: int, tail: bytes = b""
+) -> Path:
     """A log file holding `rows` as whole lines, then `tail` (e.g. half a line, as a killed writer leaves)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name(start, pid)
@@ -61,7 +66,9 @@ def write_log(folder: Path, rows: Iterable[dict[str, Any]], start: datetime, pid
 def shifted(penguins: pd.DataFrame, n: int, seed: int, **shifts: float) -> pd.DataFrame:
     """`n` penguins drawn (seeded, with replacement) from `penguins`, each numeric column in `shifts` moved by
     that many of its standard deviations."""
-    sample = penguins.sample(n=n, replace=True, random_state=np.random.RandomState(seed)).reset_index(drop=True)
+    sample = penguins.sample(n=n, replace=True, random_state=np.random.RandomState(seed)).reset_index(
+        drop=True
+    )
     for name, sigmas in shifts.items():
         sample[name] = sample[name] + sigmas * penguins[name].std()
     return sample

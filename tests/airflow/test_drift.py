@@ -36,7 +36,9 @@ def test_a_numeric_shift_either_way_is_flagged_and_only_there(
     assert np.sign(moved.recent["mean"] - moved.training["mean"]) == np.sign(sigmas)
 
 
-def test_a_small_numeric_shift_on_many_records_is_significant_but_not_drift(clean_penguins: pd.DataFrame) -> None:
+def test_a_small_numeric_shift_on_many_records_is_significant_but_not_drift(
+    clean_penguins: pd.DataFrame,
+) -> None:
     # Thousands of predictions make a fifth of a standard deviation "significant"; the PSI says it is small.
     moved = judge(clean_penguins, shifted(clean_penguins, 20_000, 3, body_mass_g=0.2))["body_mass_g"]
     assert moved.p_value < 0.01
@@ -56,7 +58,9 @@ def test_a_categorical_shift_is_flagged(clean_penguins: pd.DataFrame, feature: s
     assert judged[feature].recent[value] > judged[feature].training[value]
 
 
-def test_a_category_never_seen_in_training_counts_without_breaking_the_test(clean_penguins: pd.DataFrame) -> None:
+def test_a_category_never_seen_in_training_counts_without_breaking_the_test(
+    clean_penguins: pd.DataFrame,
+) -> None:
     recent = shifted(clean_penguins, 200, 6)
     recent.loc[recent.index[:80], "island"] = "Anvers"
     result = judge(clean_penguins, recent)["island"]

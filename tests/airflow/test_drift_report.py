@@ -87,7 +87,9 @@ def test_the_predictions_of_the_training_distribution_do_not_drift(
     assert "No drift" in (Path(checked["report"]) / contract.REPORT_HTML).read_text()
 
 
-def test_too_few_predictions_flag_nothing(settings: PipelineSettings, versions, clean_penguins: pd.DataFrame) -> None:
+def test_too_few_predictions_flag_nothing(
+    settings: PipelineSettings, versions, clean_penguins: pd.DataFrame
+) -> None:
     recent = shifted(clean_penguins, 20, 13, body_mass_g=3)
     write_log(settings.predictions_dir, records(recent, versions.main), NOW, 1)
     old = records(shifted(clean_penguins, 100, 14), versions.main, end=NOW - timedelta(days=8))
@@ -103,12 +105,18 @@ def test_too_few_predictions_flag_nothing(settings: PipelineSettings, versions, 
 def test_the_newest_version_is_judged_on_its_own_predictions(
     settings: PipelineSettings, versions, clean_penguins: pd.DataFrame
 ) -> None:
-    older = records(shifted(clean_penguins, 80, 15, bill_depth_mm=2), versions.main, end=NOW - timedelta(hours=2))
+    older = records(
+        shifted(clean_penguins, 80, 15, bill_depth_mm=2), versions.main, end=NOW - timedelta(hours=2)
+    )
     newer = records(shifted(clean_penguins, 60, 16), versions.other, end=NOW)
     write_log(settings.predictions_dir, older, NOW - timedelta(hours=3), 1)
     write_log(settings.predictions_dir, newer, NOW - timedelta(hours=1), 2)
     checked = monitor(settings)
-    assert (checked["model_version"], checked["n_predictions"], checked["drifted"]) == (versions.other, 60, False)
+    assert (checked["model_version"], checked["n_predictions"], checked["drifted"]) == (
+        versions.other,
+        60,
+        False,
+    )
     assert latest_json(settings)["versions_in_window"] == {versions.main: 80, versions.other: 60}
 
 
@@ -142,7 +150,10 @@ def test_stale_staging_folders_are_removed(settings: PipelineSettings) -> None:
 
 @pytest.mark.parametrize(
     ("run_id", "name"),
-    [("manual__2026-11-30T23:00:00+00:00", "manual__2026-11-30T23_00_00_00_00"), (".hidden/../x", "_hidden_.._x")],
+    [
+        ("manual__2026-11-30T23:00:00+00:00", "manual__2026-11-30T23_00_00_00_00"),
+        (".hidden/../x", "_hidden_.._x"),
+    ],
 )
 def test_report_ids_are_safe_folder_names(run_id: str, name: str) -> None:
     assert contract.report_id(run_id) == name

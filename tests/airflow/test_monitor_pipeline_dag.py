@@ -47,7 +47,11 @@ def test_drift_is_reported_and_announced_then_a_stable_window_is_not(
 ) -> None:
     artifacts_dir, predictions = tmp_path / "artifacts", tmp_path / "predictions"
     shutil.copytree(versions.folder, artifacts_dir)
-    env = {"PENGUINS_DB_URL": db_url, "ARTIFACTS_DIR": str(artifacts_dir), "PREDICTIONS_DIR": str(predictions)}
+    env = {
+        "PENGUINS_DB_URL": db_url,
+        "ARTIFACTS_DIR": str(artifacts_dir),
+        "PREDICTIONS_DIR": str(predictions),
+    }
     now = datetime.now(UTC)
     earlier = now - timedelta(hours=2)
     moved = records(shifted(clean_penguins, 100, 21, bill_length_mm=-1.5), versions.main, end=earlier)

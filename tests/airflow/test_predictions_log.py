@@ -31,7 +31,9 @@ def table_keys(url: str) -> list[tuple[str, int]]:
         engine.dispose()
 
 
-def load(url: str, folder: Path, chunk_bytes: int = predictions_log.CHUNK_BYTES) -> predictions_log.LoadReport:
+def load(
+    url: str, folder: Path, chunk_bytes: int = predictions_log.CHUNK_BYTES
+) -> predictions_log.LoadReport:
     engine = store.make_engine(url)
     try:
         return predictions_log.load_folder(engine, folder, chunk_bytes)
@@ -70,7 +72,9 @@ def test_several_files_each_line_once_partial_lines_wait(
     assert table_keys(db_url) == keys(first + second + more)
 
 
-def test_the_loaded_values_are_the_records(sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame) -> None:
+def test_the_loaded_values_are_the_records(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
     rows = records(clean_penguins.head(3), VERSION, end=START)
     rows[1].update(item=7, endpoint="predict_batch", probabilities={"Adelie": 0.25, "Gentoo": 0.75})
     write_log(tmp_path, rows, START, 1)
@@ -199,7 +203,9 @@ def test_retention_deletes_old_rows_and_old_loaded_files(
     sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
 ) -> None:
     now = datetime.now(UTC)
-    old = write_log(tmp_path, records(clean_penguins.head(5), VERSION, end=now - timedelta(days=40)), START, 1)
+    old = write_log(
+        tmp_path, records(clean_penguins.head(5), VERSION, end=now - timedelta(days=40)), START, 1
+    )
     os.utime(old, (old.stat().st_atime, (now - timedelta(days=39)).timestamp()))
     fresh_rows = records(clean_penguins.iloc[5:8], VERSION, end=now)
     write_log(tmp_path, fresh_rows, START + timedelta(days=1), 2)

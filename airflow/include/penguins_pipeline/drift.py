@@ -127,7 +127,10 @@ def compare(
     thresholds: Thresholds,
 ) -> dict[str, FeatureDrift]:
     """Each column of `numeric` and `categorical` (the species too, if passed) of `recent` vs `training`."""
-    result = {name: numeric_drift(training[name].to_numpy(), recent[name].to_numpy(), thresholds) for name in numeric}
+    result = {
+        name: numeric_drift(training[name].to_numpy(), recent[name].to_numpy(), thresholds)
+        for name in numeric
+    }
     for name in categorical:
         result[name] = categorical_drift(training[name], recent[name], thresholds)
     return result

@@ -48,11 +48,16 @@ def distributions_figure(report: dict[str, Any], training: pd.DataFrame, recent:
                 )
             else:
                 shares = judged[name][label]
-                trace = go.Bar(x=list(shares), y=[100 * share for share in shares.values()], opacity=0.8, **common)
+                trace = go.Bar(
+                    x=list(shares), y=[100 * share for share in shares.values()], opacity=0.8, **common
+                )
             figure.add_trace(trace, row=row, col=col)
         figure.update_yaxes(title_text="% of penguins", row=row, col=col)
     figure.update_layout(
-        barmode="overlay", height=320 * rows, margin={"t": 60, "l": 60, "r": 20, "b": 40}, template="plotly_white"
+        barmode="overlay",
+        height=320 * rows,
+        margin={"t": 60, "l": 60, "r": 20, "b": 40},
+        template="plotly_white",
     )
     return figure
 
@@ -91,8 +96,8 @@ def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: p
         )
     status = "drifted" if report["drifted"] else report["status"]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Penguins drift report</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Penguins drift report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
 .status {{ padding: .6rem 1rem; border-radius: .4rem; background: #e8f1fb; }}
@@ -150,7 +155,7 @@ def publish(
 
 
 def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SECONDS) -> list[str]:
-    """Keep the newest `keep` reports and the one latest.json names; drop staging folders killed writers left."""
+    """Keep the newest `keep` reports and the one latest.json names; drop what killed writers left."""
     folder = reports_dir(artifacts_dir)
     if not folder.is_dir():
         return []
@@ -162,7 +167,9 @@ def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SEC
     doomed = [p for p in reports[: max(len(reports) - keep, 0)] if p != latest]
     now = time.time()
     stale = [
-        p for p in folder.iterdir() if p.name.startswith(STAGING_PREFIX) and now - p.stat().st_mtime > stale_after
+        p
+        for p in folder.iterdir()
+        if p.name.startswith(STAGING_PREFIX) and now - p.stat().st_mtime > stale_after
     ]
     for path in doomed:
         _remove_folder(path)

@@ -115,7 +115,9 @@ def build_report(
     thresholds = drift.Thresholds(settings.drift_p_value, settings.drift_psi)
     judged = drift.compare(training, recent, NUMERIC_FEATURES, [*CATEGORICAL_FEATURES, TARGET], thresholds)
     species = judged.pop(TARGET)
-    drifted = [name for name, result in judged.items() if result.drifted] + (["species"] if species.drifted else [])
+    drifted = [name for name, result in judged.items() if result.drifted] + (
+        ["species"] if species.drifted else []
+    )
     report.update(
         status="ok",
         n_training=len(training),
@@ -124,7 +126,9 @@ def build_report(
         features={name: result.as_dict() for name, result in judged.items()},
         species=species.as_dict(),
         message=(
-            f"Drift in {', '.join(drifted)}." if drifted else "No drift: every feature and the species are stable."
+            f"Drift in {', '.join(drifted)}."
+            if drifted
+            else "No drift: every feature and the species are stable."
         ),
     )
     return report, training, recent

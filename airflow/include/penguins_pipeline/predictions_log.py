@@ -75,7 +75,9 @@ class BadRecord(ValueError):
 def _text(raw: dict[str, Any], name: str) -> str:
     value = raw.get(name)
     if not isinstance(value, str) or not value or len(value) > _SHORT_TEXT:
-        raise BadRecord(f"{name} must be a non-empty string of at most {_SHORT_TEXT} characters, not {value!r}")
+        raise BadRecord(
+            f"{name} must be a non-empty string of at most {_SHORT_TEXT} characters, not {value!r}"
+        )
     return value
 
 
@@ -127,7 +129,7 @@ def parse_record(line: bytes) -> dict[str, Any]:
 
 @dataclass
 class Chunk:
-    """The whole lines of one read: the parsed records, the bad lines' count, and where the next read starts."""
+    """The whole lines of one read: parsed records, the bad lines' count, where the next read starts."""
 
     records: list[dict[str, Any]]
     skipped: int
@@ -190,7 +192,9 @@ def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES)
     """Load every whole line not loaded yet from the files of `folder`."""
     predictions, files = create_tables(engine)
     with engine.connect() as conn:
-        loaded = {name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))}
+        loaded = {
+            name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))
+        }
     report = LoadReport()
     if not folder.is_dir():
         log.warning("PREDICTIONS_DIR %s does not exist: no prediction was logged yet", folder)
@@ -245,7 +249,9 @@ def _commit(
             conn.execute(predictions.insert(), list(fresh.values()))
         duplicates = len(chunk.records) - len(fresh)
         if duplicates:
-            log.warning("%s: %d records whose (request_id, item) is already loaded were skipped", name, duplicates)
+            log.warning(
+                "%s: %d records whose (request_id, item) is already loaded were skipped", name, duplicates
+            )
         counts = {"loaded_bytes": chunk.end, "updated_at": now}
         if first:
             conn.execute(
@@ -285,7 +291,9 @@ def apply_retention(engine: sa.Engine, folder: Path, days: float, now: datetime 
     with engine.begin() as conn:
         deleted = conn.execute(predictions.delete().where(predictions.c.time < cutoff.replace(tzinfo=None)))
         done.rows_deleted = deleted.rowcount
-        loaded = {name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))}
+        loaded = {
+            name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))
+        }
     if folder.is_dir() and os.access(folder, os.W_OK):
         for path in log_files(folder):
             stat = path.stat()
