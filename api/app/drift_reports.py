@@ -23,18 +23,21 @@ class ReportError(RuntimeError):
     """The newest report exists but cannot be read (the message says which file and why)."""
 
 
+def _read(artifacts_dir: Path, name: str) -> bytes | None:
+    folder = contract.latest_report(artifacts_dir)
+    return None if folder is None else (folder / name).read_bytes()
+
+
 def read_latest(artifacts_dir: Path, name: str) -> bytes | None:
     """File `name` of the newest report, or None before the first report."""
     try:
-        folder = contract.latest_report(artifacts_dir)
-        if folder is None:
-            return None
-        return (folder / name).read_bytes()
+        try:
+            return _read(artifacts_dir, name)
+        except OSError:  # pruned between reading latest.json and its file: latest.json names a newer one now
+            return _read(artifacts_dir, name)
     except contract.ContractError as err:
         raise ReportError(str(err)) from err
-    except (
-        OSError
-    ) as err:  # e.g. pruned between reading latest.json and the file: the next try sees the new one
+    except OSError as err:
         raise ReportError(f"cannot read the newest drift report's {name}: {err}") from err
 
 

@@ -72,17 +72,17 @@ def test_several_files_each_line_once_partial_lines_wait(
     assert table_keys(db_url) == keys(first + second + more)
 
 
-def test_the_loaded_values_are_the_records(
-    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
-) -> None:
-    rows = records(clean_penguins.head(3), VERSION, end=START)
+def test_the_loaded_values_are_the_records(db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame) -> None:
+    rows = records(clean_penguins.head(3), VERSION, end=START + timedelta(microseconds=123456))
     rows[1].update(item=7, endpoint="predict_batch", probabilities={"Adelie": 0.25, "Gentoo": 0.75})
     write_log(tmp_path, rows, START, 1)
-    load(sqlite_url, tmp_path)
-    loaded = pd.read_sql_table(PREDICTIONS_TABLE, sa.create_engine(sqlite_url)).sort_values("time")
+    load(db_url, tmp_path)
+    engine = sa.create_engine(db_url)
+    loaded = pd.read_sql_table(PREDICTIONS_TABLE, engine).sort_values("time")
+    engine.dispose()
     assert list(loaded["item"]) == [0, 7, 0]
     assert list(loaded["bill_length_mm"]) == list(clean_penguins["bill_length_mm"].head(3))
-    assert loaded["time"].iloc[-1] == START.replace(tzinfo=None)
+    assert loaded["time"].iloc[-1] == START.replace(tzinfo=None, microsecond=123456)
     assert json.loads(loaded["probabilities"].iloc[1]) == {"Adelie": 0.25, "Gentoo": 0.75}
     assert set(loaded["source_file"]) == {predictions_log.log_files(tmp_path)[0].name}
 

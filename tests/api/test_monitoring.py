@@ -141,3 +141,15 @@ def test_the_report_page_shows_its_plots_offline(
         assert page.evaluate("document.getElementById('distributions').data.length") == 14
         assert page.inner_text("tr.drifted td:first-child") == "bill_depth_mm"
         home.close()
+
+
+def test_a_report_missing_its_page_is_a_503_naming_the_file(
+    client: TestClient, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    make_report(artifacts_dir, versions.main, clean_penguins, 35)
+    folder = contract.latest_report(artifacts_dir)
+    assert folder is not None
+    (folder / contract.REPORT_HTML).unlink()
+    answer = client.get("/monitoring")
+    assert answer.status_code == 503 and "drift.html" in answer.json()["detail"]
+    assert client.get("/monitoring/drift.json").status_code == 200

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from penguins_pipeline.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
@@ -33,6 +34,8 @@ ENDPOINTS = ("predict", "predict_batch", "v2_infer")
 CHUNK_BYTES = 4 * 1024 * 1024
 _MYSQL_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 _SHORT_TEXT = 128
+# MySQL's DATETIME drops the fraction unless asked for one: keep the log's microseconds.
+_TIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def predictions_table(metadata: sa.MetaData | None = None) -> sa.Table:
@@ -42,7 +45,7 @@ def predictions_table(metadata: sa.MetaData | None = None) -> sa.Table:
         metadata or sa.MetaData(),
         sa.Column("request_id", sa.String(_SHORT_TEXT), primary_key=True),
         sa.Column("item", sa.Integer(), primary_key=True, autoincrement=False),
-        sa.Column("time", sa.DateTime(), nullable=False, index=True, comment="UTC answer time"),
+        sa.Column("time", _TIME, nullable=False, index=True, comment="UTC answer time"),
         sa.Column("endpoint", sa.String(32), nullable=False),
         sa.Column("model_version", sa.String(_SHORT_TEXT), nullable=False),
         *(sa.Column(name, sa.Double(), nullable=False) for name in NUMERIC_FEATURES),
