@@ -39,18 +39,22 @@ def distributions_figure(report: dict[str, Any], training: pd.DataFrame, recent:
     figure = make_subplots(rows=rows, cols=2, subplot_titles=titles, vertical_spacing=0.3 / max(rows, 1))
     for position, name in enumerate(names):
         row, col = position // 2 + 1, position % 2 + 1
-        first = position == 0
-        for label, frame, color in (("training", training, TRAINING_COLOR), ("recent", recent, RECENT_COLOR)):
-            common = {"name": label, "legendgroup": label, "showlegend": first, "marker_color": color}
-            if judged[name]["kind"] == "numeric":
+        numeric = judged[name]["kind"] == "numeric"
+        if numeric:  # one set of bins for both, so the bars compare
+            low = min(training[name].min(), recent[name].min())
+            high = max(training[name].max(), recent[name].max())
+            bins = {"start": low, "end": high, "size": (high - low) / 30 or 1}
+        sides = (("training", training, TRAINING_COLOR, -0.4), ("recent", recent, RECENT_COLOR, 0.0))
+        for label, frame, color, offset in sides:
+            common = {"name": label, "legendgroup": label, "showlegend": position == 0, "marker_color": color}
+            if numeric:
                 trace: go.Histogram | go.Bar = go.Histogram(
-                    x=frame[name], histnorm="percent", opacity=0.6, nbinsx=30, **common
+                    x=frame[name], histnorm="percent", opacity=0.6, xbins=bins, **common
                 )
-            else:
+            else:  # side by side: the bars of a category start at `offset`, 0.4 wide
                 shares = judged[name][label]
-                trace = go.Bar(
-                    x=list(shares), y=[100 * share for share in shares.values()], opacity=0.8, **common
-                )
+                percent = [100 * share for share in shares.values()]
+                trace = go.Bar(x=list(shares), y=percent, offset=offset, width=0.4, **common)
             figure.add_trace(trace, row=row, col=col)
         figure.update_yaxes(title_text="% of penguins", row=row, col=col)
     figure.update_layout(
@@ -77,7 +81,7 @@ def _summary_rows(report: dict[str, Any]) -> str:
 
 def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: pd.DataFrame | None) -> str:
     """The whole page; plotly.js inline (no request leaves the page)."""
-    window = report["window"]
+    window = {key: report["window"][key][:16].replace("T", " ") for key in ("start", "end")}
     headline = html.escape(report["message"])
     facts = (
         f"Model version <code>{html.escape(str(report['model_version']))}</code>; "
