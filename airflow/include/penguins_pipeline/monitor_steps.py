@@ -37,9 +37,7 @@ def load(settings: PipelineSettings) -> dict[str, Any]:
         )
     finally:
         engine.dispose()
-    summary = asdict(loaded)
-    summary.pop("per_file")
-    return {**summary, "retention": asdict(retention)}
+    return {**asdict(loaded), "retention": asdict(retention)}
 
 
 def read_window(settings: PipelineSettings, start: datetime) -> pd.DataFrame:

@@ -4,8 +4,10 @@ The format is fixed by the API's writer: one file per API worker, `predictions-<
 appended whole lines only; a last line without its newline is a write still under way (or cut by a crash) and
 is not a record yet. The loader remembers, per file, how many bytes of whole lines it has consumed
 (`penguins_prediction_files`); the rows of a chunk and the file's new offset are committed in one
-transaction, so a rerun or a crash at any point neither duplicates nor loses a record. Files are never
-changed; retention deletes old rows, and old fully loaded files only where the folder is writable.
+transaction, so a rerun or a crash at any point neither duplicates nor loses a record. Two loaders at once
+(`make monitor` beside a scheduled run) cannot duplicate either: the key refuses the second insert, that
+transaction rolls back and its task's retry starts from the committed offset. Files are never changed;
+retention deletes old rows, and old fully loaded files only where the folder is writable.
 """
 
 import json
@@ -169,12 +171,13 @@ def read_chunks(path: Path, offset: int, chunk_bytes: int = CHUNK_BYTES) -> Iter
 
 @dataclass
 class LoadReport:
+    """What one load did (the `load` task's XCom): waiting bytes are unfinished last lines."""
+
     files: int = 0
     records: int = 0
     skipped: int = 0
     duplicates: int = 0
     waiting_bytes: int = 0
-    per_file: dict[str, int] = field(default_factory=dict)
 
 
 def create_tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
@@ -214,7 +217,6 @@ def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES)
             report.records += added
             report.skipped += chunk.skipped
             report.duplicates += duplicates
-            report.per_file[path.name] = report.per_file.get(path.name, 0) + added
         report.waiting_bytes += max(path.stat().st_size - offset, 0)
     log.info(
         "Loaded %d records from %d files (%d malformed lines skipped, %d duplicates ignored, %d bytes of "
@@ -276,6 +278,8 @@ def _commit(
 
 @dataclass
 class Retention:
+    """What one retention pass deleted, and which vanished files it stopped tracking."""
+
     rows_deleted: int = 0
     files_deleted: list[str] = field(default_factory=list)
     files_forgotten: list[str] = field(default_factory=list)
