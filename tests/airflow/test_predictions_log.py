@@ -222,3 +222,43 @@ def test_retention_deletes_old_rows_and_old_loaded_files(
     assert not old.exists()
     assert table_keys(sqlite_url) == keys(fresh_rows)
     assert load(sqlite_url, tmp_path).records == 0  # the kept file is still remembered as loaded
+
+
+CONCURRENT_LOADER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from penguins_pipeline import predictions_log, store
+    engine = store.make_engine(sys.argv[1])
+    try:
+        predictions_log.load_folder(engine, Path(sys.argv[2]), chunk_bytes=600)
+    except Exception as err:  # the loser of a race: its transaction rolled back
+        print(err, file=sys.stderr)
+        print("failed with", type(err).__name__, file=sys.stderr)
+        sys.exit(3)
+    """
+)
+
+
+def test_two_loaders_at_once_never_duplicate(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    folder = tmp_path / "predictions"
+    rows = records(clean_penguins.head(200), VERSION)
+    write_log(folder, rows[:100], START, 1)
+    write_log(folder, rows[100:], START + timedelta(minutes=1), 2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    loaders = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_LOADER, db_url, str(folder)], env=env, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    codes = [loader.wait(timeout=180) for loader in loaders]
+    errors = [loader.stderr.read().decode() for loader in loaders if loader.stderr]
+    assert set(codes) <= {0, 3}, errors
+    # The loser's insert meets the winner's keys (on SQLite its write may meet a newer snapshot first).
+    failures = [error.strip().splitlines()[-1] for error in errors if "failed with" in error]
+    assert set(failures) <= {"failed with ConcurrentLoadError", "failed with OperationalError"}, errors
+    load(db_url, folder)  # what a retry of the loser does
+    assert table_keys(db_url) == keys(rows)

@@ -73,6 +73,10 @@ def files_table(metadata: sa.MetaData | None = None) -> sa.Table:
     )
 
 
+class ConcurrentLoadError(RuntimeError):
+    """Another loader committed the same lines first: this chunk was rolled back, a retry goes on."""
+
+
 class BadRecord(ValueError):
     """A line that is not a prediction record; the message names the field."""
 
@@ -233,47 +237,55 @@ def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES)
 def _commit(
     engine: sa.Engine, predictions: sa.Table, files: sa.Table, name: str, chunk: Chunk, first: bool
 ) -> tuple[int, int]:
-    """Insert a chunk's new records and move the file's offset, in one transaction; (inserted, duplicates).
-
-    A key already in the table (a client that reused its X-Request-ID) is skipped and counted, not an error.
-    """
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with engine.begin() as conn:
-        fresh: dict[tuple[str, int], dict[str, Any]] = {}
-        for record in chunk.records:
-            fresh.setdefault((record["request_id"], record["item"]), record)
-        request_ids = sorted({request_id for request_id, _ in fresh})
-        for start in range(0, len(request_ids), 1000):
-            batch = request_ids[start : start + 1000]
-            query = sa.select(predictions.c.request_id, predictions.c.item).where(
-                predictions.c.request_id.in_(batch)
-            )
-            for request_id, item in conn.execute(query):
-                fresh.pop((request_id, item), None)
-        if fresh:
-            conn.execute(predictions.insert(), list(fresh.values()))
-        duplicates = len(chunk.records) - len(fresh)
-        if duplicates:
-            log.warning(
-                "%s: %d records whose (request_id, item) is already loaded were skipped", name, duplicates
-            )
-        counts = {"loaded_bytes": chunk.end, "updated_at": now}
-        if first:
-            conn.execute(
-                files.insert(),
-                {"file_name": name, "records": len(fresh), "skipped": chunk.skipped + duplicates, **counts},
-            )
-        else:
-            conn.execute(
-                files.update()
-                .where(files.c.file_name == name)
-                .values(
-                    records=files.c.records + len(fresh),
-                    skipped=files.c.skipped + chunk.skipped + duplicates,
-                    **counts,
+    """Insert a chunk's new records and move the file's offset, in one transaction; (inserted, duplicates)."""
+    try:
+        with engine.begin() as conn:
+            fresh = _new_records(conn, predictions, chunk.records)
+            if fresh:
+                conn.execute(predictions.insert(), fresh)
+            duplicates = len(chunk.records) - len(fresh)
+            counts = {"loaded_bytes": chunk.end, "updated_at": datetime.now(UTC).replace(tzinfo=None)}
+            if first:
+                row = {"file_name": name, "records": len(fresh), "skipped": chunk.skipped + duplicates}
+                conn.execute(files.insert(), {**row, **counts})
+            else:
+                conn.execute(
+                    files.update()
+                    .where(files.c.file_name == name)
+                    .values(
+                        records=files.c.records + len(fresh),
+                        skipped=files.c.skipped + chunk.skipped + duplicates,
+                        **counts,
+                    )
                 )
-            )
+    except sa.exc.IntegrityError as err:
+        raise ConcurrentLoadError(
+            f"another loader committed lines of {name} meanwhile (a second monitor run at the same time?): "
+            "this chunk was rolled back; a retry goes on from the committed offset"
+        ) from err
+    if duplicates:
+        log.warning(
+            "%s: %d records whose (request_id, item) was already loaded were skipped", name, duplicates
+        )
     return len(fresh), duplicates
+
+
+def _new_records(
+    conn: sa.Connection, predictions: sa.Table, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records whose key is neither loaded nor repeated earlier in `records` (a client that reused its
+    X-Request-ID): skipped and counted, not an error."""
+    fresh: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in records:
+        fresh.setdefault((record["request_id"], record["item"]), record)
+    request_ids = sorted({request_id for request_id, _ in fresh})
+    for start in range(0, len(request_ids), 1000):
+        query = sa.select(predictions.c.request_id, predictions.c.item).where(
+            predictions.c.request_id.in_(request_ids[start : start + 1000])
+        )
+        for request_id, item in conn.execute(query):
+            fresh.pop((request_id, item), None)
+    return list(fresh.values())
 
 
 @dataclass
