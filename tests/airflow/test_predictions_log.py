@@ -158,18 +158,29 @@ KILLED_LOADER = textwrap.dedent(
 )
 
 
+def two_files(folder: Path, penguins: pd.DataFrame, rows: int) -> list[dict]:
+    """`rows` records written to two log files of `folder`, half in each."""
+    written = records(penguins.head(rows), VERSION)
+    write_log(folder, written[: rows // 2], START, 1)
+    write_log(folder, written[rows // 2 :], START + timedelta(minutes=1), 2)
+    return written
+
+
+def start_loader(script: str, db_url: str, folder: Path) -> subprocess.Popen[bytes]:
+    """`script` in a fresh Python process (argv: the data store's URL, the log folder), stderr piped."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", script, db_url, str(folder)]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+
+
 def test_a_loader_killed_mid_load_neither_duplicates_nor_loses(
     db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
 ) -> None:
     folder = tmp_path / "predictions"
-    rows = records(clean_penguins.head(40), VERSION)
-    write_log(folder, rows[:25], START, 1)
-    write_log(folder, rows[25:], START + timedelta(minutes=1), 2)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_LOADER, db_url, str(folder)], env=env, capture_output=True, timeout=120
-    )
-    assert killed.returncode == -9, killed.stderr.decode()
+    rows = two_files(folder, clean_penguins, 40)
+    killed = start_loader(KILLED_LOADER, db_url, folder)
+    _, stderr = killed.communicate(timeout=120)
+    assert killed.returncode == -9, stderr.decode()
     partial = table_keys(db_url)
     assert 0 < len(partial) < 40  # two chunks committed, the third rolled back
 
@@ -244,18 +255,11 @@ def test_two_loaders_at_once_never_duplicate(
     db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
 ) -> None:
     folder = tmp_path / "predictions"
-    rows = records(clean_penguins.head(200), VERSION)
-    write_log(folder, rows[:100], START, 1)
-    write_log(folder, rows[100:], START + timedelta(minutes=1), 2)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    loaders = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_LOADER, db_url, str(folder)], env=env, stderr=subprocess.PIPE
-        )
-        for _ in range(2)
-    ]
-    codes = [loader.wait(timeout=180) for loader in loaders]
-    errors = [loader.stderr.read().decode() for loader in loaders if loader.stderr]
+    rows = two_files(folder, clean_penguins, 200)
+    loaders = [start_loader(CONCURRENT_LOADER, db_url, folder) for _ in range(2)]
+    outputs = [loader.communicate(timeout=180)[1] for loader in loaders]
+    codes = [loader.returncode for loader in loaders]
+    errors = [output.decode() for output in outputs]
     assert set(codes) <= {0, 3}, errors
     # The loser's insert meets the winner's keys (on SQLite its write may meet a newer snapshot first).
     failures = [error.strip().splitlines()[-1] for error in errors if "failed with" in error]
