@@ -56,6 +56,7 @@ api: install  ## the API alone on API_PORT (default 8000), serving ARTIFACTS_DIR
 
 bench: install  ## the benchmarks; writes bench/results/*.json and prints a table
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/vs_mlserver.py
 	$(BIN)/python bench/pipeline_scale.py
 	$(BIN)/python bench/compose.py
 

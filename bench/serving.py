@@ -25,10 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import joblib
 import numpy as np
 import palmerpenguins
 import pandas as pd
@@ -89,6 +92,23 @@ def start_hello(port: int, log: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def start_api(port: int, artifacts_dir: Path, log: Path) -> subprocess.Popen:
+    """This API as `make api` runs it: one uvicorn worker, no access log."""
+    return start(
+        [sys.executable, "-m", "app"],
+        {
+            "PYTHONPATH": SERVER_PATH,
+            "ARTIFACTS_DIR": str(artifacts_dir),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "API_WORKERS": "1",
+            "API_ACCESS_LOG": "false",
+            "API_LOG_LEVEL": "warning",
+        },
+        log,
+    )
+
+
 def wrk_script(bodies: list[dict[str, Any]], folder: Path) -> Path:
     lines = ",\n".join(f"  [[{json.dumps(body)}]]" for body in bodies)
     script = folder / "bodies.lua"
@@ -119,7 +139,18 @@ def run_wrk(
     """wrk's numbers, plus the server's CPU time per request (barely moved by the machine's load)."""
     cpu_before = sum(server.cpu_times()[:2])
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        # A long timeout: wrk leaves timed-out requests out of its latencies, flattering a slow server.
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout=60s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -127,7 +158,9 @@ def run_wrk(
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} failed responses\n{output}")
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if set(percentiles) != {"50", "99"}:
+        raise RuntimeError(f"{url}: no latency percentiles in wrk's output\n{output}")
     requests = int(_match(re.search(r"(\d+) requests in", output), output).group(1))
     return {
         "server_cpu_us_per_request": (sum(server.cpu_times()[:2]) - cpu_before) / requests * 1e6,
@@ -217,8 +250,11 @@ def in_process(folder: Path, version: str, penguins: list[dict[str, Any]]) -> di
     one = batch[0]
     # The compiled forest walk against scikit-learn's predict_proba on the same 10,000 preprocessed rows.
     frame = pd.DataFrame([penguin.model_dump() for penguin in batch])[FEATURES]
-    rows = loaded.objects["preprocessor.joblib"].transform(frame.assign(sex=frame["sex"].str.lower()))
-    model = loaded.objects["model.joblib"]
+    version_folder = folder / "models" / version
+    rows = joblib.load(version_folder / "preprocessor.joblib").transform(
+        frame.assign(sex=frame["sex"].str.lower())
+    )
+    model = joblib.load(version_folder / "model.joblib")
     walk, sklearn, speedup = timed_in_turns(
         lambda: predictor.forest.predict_proba(rows), lambda: model.predict_proba(rows), 9
     )
@@ -249,6 +285,37 @@ def million_row_neighbors(folder: Path, version: str) -> dict[str, float]:
     return {"rows": 1_000_000, "build_s": build, "query_us": query * 1e6}
 
 
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A scratch folder for a benchmark's files and servers' logs, shown if the run fails, then removed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    except Exception:
+        for log in work.glob("*.log"):
+            print(f"--- {log.name}\n{log.read_text()}", file=sys.stderr)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
+
+
+def write_results(results: dict[str, Any], path: Path, tables: str) -> None:
+    """The results file, and the README's tables printed (scripts/bench_tables.py --write puts them there)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(tables)
+    print(f"written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,86 +325,65 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"default: {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is missing: apt-get install -y wrk")
+    require_wrk()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    servers: list[subprocess.Popen] = []
-    try:
-        version = train_version(work / "artifacts")
-        penguins = real_penguins(64)
-        script = wrk_script(penguins, work)
-        # First, before minutes of load slow these machines down (their CPU-time budget runs low).
-        in_process_results = in_fresh_process(in_process, work / "artifacts", version, penguins)
-        neighbors_1m = in_fresh_process(million_row_neighbors, work / "artifacts", version)
-        hello_port, api_port = free_port(), free_port()
-        hello = start_hello(hello_port, work / "hello.log")
-        servers.append(hello)
-        api = start(
-            [sys.executable, "-m", "app"],
-            {
-                "PYTHONPATH": SERVER_PATH,
-                "ARTIFACTS_DIR": str(work / "artifacts"),
-                "API_HOST": "127.0.0.1",
-                "API_PORT": str(api_port),
-                "API_WORKERS": "1",
-                "API_ACCESS_LOG": "false",
-                "API_LOG_LEVEL": "warning",
-            },
-            work / "api.log",
-        )
-        servers.append(api)
-        urls = {
-            "hello": f"http://127.0.0.1:{hello_port}/predict",
-            "predict": f"http://127.0.0.1:{api_port}/predict",
-        }
-        cold_start = wait_for_200(urls["predict"], penguins[0], api)
-        wait_for_200(urls["hello"], penguins[0], hello)
+    with scratch("bench-serving-") as work:
+        servers: list[subprocess.Popen] = []
+        try:
+            version = train_version(work / "artifacts")
+            penguins = real_penguins(64)
+            script = wrk_script(penguins, work)
+            # First, before minutes of load slow these machines down (their CPU-time budget runs low).
+            in_process_results = in_fresh_process(in_process, work / "artifacts", version, penguins)
+            neighbors_1m = in_fresh_process(million_row_neighbors, work / "artifacts", version)
+            hello_port, api_port = free_port(), free_port()
+            hello = start_hello(hello_port, work / "hello.log")
+            servers.append(hello)
+            api = start_api(api_port, work / "artifacts", work / "api.log")
+            servers.append(api)
+            urls = {
+                "hello": f"http://127.0.0.1:{hello_port}/predict",
+                "predict": f"http://127.0.0.1:{api_port}/predict",
+            }
+            cold_start = wait_for_200(urls["predict"], penguins[0], api)
+            wait_for_200(urls["hello"], penguins[0], hello)
 
-        targets = {
-            name: (url, psutil.Process(server.pid))
-            for (name, url), server in zip(urls.items(), (hello, api), strict=True)
-        }
-        throughput = alternate(targets, script, args.connections, args.seconds, max(args.rounds, 2))
-        single = alternate(targets, script, 1, args.seconds, max(args.rounds, 2))
-        batch_body = {"instances": [penguins[i % len(penguins)] for i in range(10_000)]}
-        batch_url = f"http://127.0.0.1:{api_port}/predict/batch"
-        http_batch = timed(lambda: httpx.post(batch_url, json=batch_body, timeout=60).raise_for_status(), 5)
-        rss = psutil.Process(api.pid).memory_info().rss
-        results = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "load_average": os.getloadavg()},
-            "setup": {"wrk_seconds": args.seconds, "rounds": max(args.rounds, 2),
-                      "connections": args.connections, "uvicorn_workers": 1, "access_log": False,
-                      "bodies": len(penguins)},
-            "throughput": throughput,
-            "single_connection": single,
-            "ratios": {
-                "throughput_predict_over_hello": per_round_ratio(throughput, "requests_per_second"),
-                "single_connection_p50_predict_over_hello": per_round_ratio(single, "p50_ms"),
-                "server_cpu_per_request_hello_over_predict": 1
-                / per_round_ratio(throughput, "server_cpu_us_per_request"),
-            },
-            "cold_start_s": cold_start,
-            "rss_mb_after_load": rss / 2**20,
-            "http_batch_10000_no_neighbors_ms": http_batch * 1e3,
-            "in_process": in_process_results,
-            "neighbors_1m": neighbors_1m,
-        }  # fmt: skip
-    except Exception:
-        for log in work.glob("*.log"):
-            print(f"--- {log.name}\n{log.read_text()}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=15)
-        shutil.rmtree(work, ignore_errors=True)
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    print(serving_tables(results))  # the README's tables (scripts/bench_tables.py --write puts them there)
-    print(f"written to {args.results}")
+            targets = {
+                name: (url, psutil.Process(server.pid))
+                for (name, url), server in zip(urls.items(), (hello, api), strict=True)
+            }
+            throughput = alternate(targets, script, args.connections, args.seconds, max(args.rounds, 2))
+            single = alternate(targets, script, 1, args.seconds, max(args.rounds, 2))
+            batch_body = {"instances": [penguins[i % len(penguins)] for i in range(10_000)]}
+            batch_url = f"http://127.0.0.1:{api_port}/predict/batch"
+            http_batch = timed(
+                lambda: httpx.post(batch_url, json=batch_body, timeout=60).raise_for_status(), 5
+            )
+            rss = psutil.Process(api.pid).memory_info().rss
+            results = {
+                "machine": machine(),
+                "setup": {"wrk_seconds": args.seconds, "rounds": max(args.rounds, 2),
+                          "connections": args.connections, "uvicorn_workers": 1, "access_log": False,
+                          "bodies": len(penguins)},
+                "throughput": throughput,
+                "single_connection": single,
+                "ratios": {
+                    "throughput_predict_over_hello": per_round_ratio(throughput, "requests_per_second"),
+                    "single_connection_p50_predict_over_hello": per_round_ratio(single, "p50_ms"),
+                    "server_cpu_per_request_hello_over_predict": 1
+                    / per_round_ratio(throughput, "server_cpu_us_per_request"),
+                },
+                "cold_start_s": cold_start,
+                "rss_mb_after_load": rss / 2**20,
+                "http_batch_10000_no_neighbors_ms": http_batch * 1e3,
+                "in_process": in_process_results,
+                "neighbors_1m": neighbors_1m,
+            }  # fmt: skip
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=15)
+    write_results(results, args.results, serving_tables(results))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,81 @@ def serving(results: dict[str, Any]) -> str:
     )
 
 
+def verdict(measured: float, goal: float, at_least: bool) -> str:
+    """`met`, or by how much the goal was missed, as a factor of it."""
+    if measured >= goal if at_least else measured <= goal:
+        return "met"
+    short = goal / measured if at_least else measured / goal
+    return f"**missed** by a factor of {number(short)}"
+
+
+def vs_mlserver(results: dict[str, Any]) -> str:
+    """bench/vs_mlserver.py: this API's /predict and V2 infer against MLServer's V2 infer, same model."""
+    setup, endpoints, processes = results["setup"], results["endpoints"], results["processes"]
+    connections = setup.get("connections", "?")
+    names = (
+        ("this API, `POST /predict` (batch: `/predict/batch`)", "predict", "api"),
+        ("this API, V2 `POST /v2/models/penguins/infer`", "v2", "api"),
+        (
+            f"MLServer {setup['mlserver'][0].split('==')[1]}, V2 infer, scikit-learn runtime",
+            "mlserver",
+            "mlserver",
+        ),
+    )
+    rows = [
+        [
+            text,
+            number(endpoints[key]["requests_per_second"], 0),
+            number(endpoints[key]["p50_ms"]),
+            number(endpoints[key]["p99_ms"]),
+            number(endpoints[key]["p50_ms_1_connection"]),
+            number(endpoints[key]["batch_ms"]),
+            number(processes[process]["cold_start_s"]),
+            number(processes[process]["rss_mb"], 0),
+        ]
+        for text, key, process in names
+    ]
+    header = [
+        "endpoint", f"req/s ({connections} connections)", "p50 ms", "p99 ms", "p50 ms, 1 connection",
+        f"{number(setup['batch_penguins'])}-penguin batch, ms", "cold start, s", "RSS MB",
+    ]  # fmt: skip
+    ratios = results["ratios"]
+    goals = [
+        ("V2 req/s ÷ MLServer req/s", ratios["v2_requests_per_second_over_mlserver"], "≥ 20", 20, True),
+        ("V2 batch time ÷ MLServer's", ratios["v2_batch_over_mlserver"], "≤ 0.5", 0.5, False),
+        ("cold start ÷ MLServer's", ratios["cold_start_over_mlserver"], "≤ 1", 1, False),
+        ("RSS ÷ MLServer's", ratios["rss_over_mlserver"], "≤ 1", 1, False),
+    ]
+    goal_rows = [[text, number(v), goal, verdict(v, g, up)] for text, v, goal, g, up in goals]
+    other_rows = [
+        ["`/predict` req/s ÷ MLServer req/s", number(ratios["predict_requests_per_second_over_mlserver"])],
+        ["`/predict/batch` time ÷ MLServer's batch", number(ratios["predict_batch_over_mlserver"])],
+    ] + [
+        [
+            f"{title} vs MLServer, {number(compared['penguins'])} penguins: species equal / largest "
+            "probability difference",
+            f"{number(compared['species_equal'])} / {compared['max_abs_probability_difference']:.1e}",
+        ]
+        for title, compared in (
+            ("`/predict`", results["answers"]["predict"]),
+            ("V2", results["answers"]["v2"]),
+        )
+    ]
+    return "\n\n".join(
+        [
+            f"**This API against MLServer** (`make bench` → `bench/results/vs_mlserver.json`). "
+            f"{machine_line(results)} The same model (MLServer gets it as one scikit-learn Pipeline), one "
+            f"process each with no access log, MLServer with `parallel_workers: 0`; each server alone on the "
+            f"machine in turn, {setup.get('rounds', '?')} rounds of `wrk` runs of "
+            f"{setup.get('wrk_seconds', '?')} s; each figure is the median of the rounds, each ratio the "
+            "median of the per-round ratios.",
+            table(header, rows),
+            table(["goal (issue 14)", "measured", "goal", ""], goal_rows),
+            table(["also measured", "value"], other_rows),
+        ]
+    )
+
+
 def pipeline_scale(results: dict[str, Any]) -> str:
     """bench/pipeline_scale.py: one table per stage (data, train, ...), a row per store and size."""
     parts = [
@@ -215,6 +290,7 @@ def compose(results: dict[str, Any]) -> str:
 
 SECTIONS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "serving.json": (serving, "`make bench`"),
+    "vs_mlserver.json": (vs_mlserver, "`make bench`"),
     "pipeline_scale.json": (pipeline_scale, SCALE_COMMAND),
     "reliability.json": (reliability, RELIABILITY_COMMAND),
     "compose.json": (compose, COMPOSE_COMMAND),

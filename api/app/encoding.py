@@ -1,13 +1,12 @@
 """The fitted ColumnTransformer as plain arithmetic: scaled measures, then one-hot island, then one-hot sex.
 
 On one row, sklearn's ColumnTransformer spends nearly all its time on DataFrame checks, column selection and
-hstack; the same float64 operations in the same order, done directly, give identical bits, which the loader
-checks.
+hstack; the same float64 operations in the same order, done directly, give identical bits, which the
+Predictor checks on the serving export's reference rows. Built from the export's arrays (no scikit-learn).
 """
 
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any
 
 import numpy as np
 
@@ -24,33 +23,25 @@ class UnknownCategoryError(ValueError):
 class FeatureEncoder:
     """Turns measures and category names into the model's feature space, as the preprocessor does."""
 
-    def __init__(self, preprocessor: Any, numeric: Sequence[str], categorical: Sequence[str]) -> None:
-        fitted = [(transformer, list(columns)) for name, transformer, columns in preprocessor.transformers_]
-        fitted = [(t, c) for t, c in fitted if t != "drop" and c]
-        if [c for _, c in fitted] != [list(numeric), list(categorical)]:
-            raise ValueError(
-                f"the preprocessor must transform {list(numeric)} then {list(categorical)}, "
-                f"it transforms {[c for _, c in fitted]}"
-            )
-        scaler, one_hot = fitted[0][0], fitted[1][0]
-        if not hasattr(scaler, "scale_") or not hasattr(one_hot, "categories_"):
-            raise ValueError("the preprocessor must be a StandardScaler then a OneHotEncoder")
-        self.categorical = tuple(categorical)
-        count = len(numeric)
-        self._mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else np.zeros(count)
-        self._scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else np.ones(count)
-        self.categories = {
-            field: tuple(str(c) for c in cats)
-            for field, cats in zip(categorical, one_hot.categories_, strict=True)
-        }
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, categories: dict[str, tuple[str, ...]]) -> None:
+        if mean.shape != scale.shape or mean.ndim != 1 or not np.all(scale != 0):
+            raise ValueError(f"scaler mean {mean.shape} and scale {scale.shape} differ, or a scale is 0")
+        self.categorical = tuple(categories)
+        self._mean = np.asarray(mean, dtype=np.float64)
+        self._scale = np.asarray(scale, dtype=np.float64)
+        self.categories = dict(categories)
         self._index = {}
         for field, cats in self.categories.items():
             lowered = {c.lower(): i for i, c in enumerate(cats)}
-            if len(lowered) != len(cats):
-                raise ValueError(f"{field} has categories that differ only by case: {cats}")
+            if len(lowered) != len(cats) or not cats:
+                raise ValueError(f"{field} has no categories, or categories that differ only by case: {cats}")
             self._index[field] = lowered
         # Row i of each table is the one-hot block of category i.
         self._one_hot = {field: np.eye(len(cats)) for field, cats in self.categories.items()}
+
+    def columns(self, numeric: Sequence[str]) -> list[str]:
+        """The output columns, named as the serving export names them: measures, then `field=category`."""
+        return [*numeric, *(f"{field}={c}" for field, cats in self.categories.items() for c in cats)]
 
     def category_positions(self, field: str, values: Sequence[str]) -> list[int]:
         """Positions of `values` among the model's categories of `field`, ignoring case; an unknown value
@@ -67,12 +58,3 @@ class FeatureEncoder:
         scaled = (measures - self._mean) / self._scale
         blocks = [self._one_hot[field][category_indices[:, i]] for i, field in enumerate(self.categorical)]
         return np.concatenate([scaled, *blocks], axis=1)
-
-    def category_indices(self, frame: Any) -> np.ndarray:
-        """(n, categorical) positions for a DataFrame of category names (training data, trusted)."""
-        return np.column_stack(
-            [
-                frame[field].astype(str).str.lower().map(self._index[field]).to_numpy(dtype=np.intp)
-                for field in self.categorical
-            ]
-        )

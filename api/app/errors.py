@@ -1,7 +1,12 @@
-"""Error answers: bad input is a 422 naming the field, anything unexpected a short 500 with no stack trace."""
+"""Error answers: bad input is a 422 naming the field, anything unexpected a short 500 with no stack trace.
+
+Under /v2 (the Open Inference Protocol) every error is that protocol's `{"error": "..."}` instead, and bad
+input is a 400, as its clients expect.
+"""
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from app.encoding import UnknownCategoryError
+from app.open_inference import ProtocolError, is_v2_path
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +50,25 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _is_v2(request: Request) -> bool:
+    return is_v2_path(request.url.path)
+
+
+def _v2_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": _json_safe(message)}, status_code=status, headers=headers)
+
+
+async def protocol_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ProtocolError)
+    return _v2_error(error.status, error.message)
+
+
 async def invalid_request(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    if _is_v2(request):
+        return _v2_error(
+            400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        )
     return JSONResponse({"detail": _json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
 
@@ -68,6 +91,9 @@ async def http_error(request: Request, error: Exception) -> Response:
     """FastAPI's own answer to an HTTPException, but a body it cannot decode: a 422 naming `body`, in the
     shape of the validation errors (the contract: bad input is a 422 naming the field)."""
     assert isinstance(error, HTTPException)
+    if _is_v2(request):
+        why = _why_unparsable(error.__cause__) if error.detail == UNPARSABLE_BODY else str(error.detail)
+        return _v2_error(error.status_code, why, error.headers)
     if error.status_code != 400 or error.detail != UNPARSABLE_BODY:
         return await http_exception_handler(request, error)
     detail = {"type": "json_invalid", "loc": ["body"], "msg": _why_unparsable(error.__cause__)}
@@ -76,6 +102,8 @@ async def http_error(request: Request, error: Exception) -> Response:
 
 async def unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    if _is_v2(request):
+        return _v2_error(500, "internal error (logged on the server)")
     return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
 
 
@@ -83,4 +111,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(UnknownCategoryError, unknown_category)
+    app.add_exception_handler(ProtocolError, protocol_error)
     app.add_exception_handler(Exception, unexpected)

@@ -8,16 +8,43 @@ fractions, and trees are summed in order then divided by their number, so the fl
 even on exact ties) are the ones sklearn would give, whatever the batch size.
 """
 
+import math
+import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
 
-import joblib
 import numba
 import numpy as np
 
-# The cores this process may really use: joblib counts the affinity mask and a container's CPU quota
-# (docker --cpus, Kubernetes limits), which the affinity mask alone does not show.
-_CORES = joblib.cpu_count()
+
+def _cgroup_quota() -> tuple[int, int] | None:
+    """The container's CPU quota and period (cgroup v2's cpu.max, else v1's cfs files); None: no quota."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:
+            quota = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text().strip()
+            period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1") or not quota.isdigit() or not period.isdigit():
+        return None
+    return int(quota), int(period)
+
+
+def _usable_cores() -> int:
+    """The cores this process may really use: the affinity mask, and a container's CPU quota (docker --cpus,
+    Kubernetes limits) which the mask does not show; LOKY_MAX_CPU_COUNT still caps it, as it did when joblib
+    counted (serving no longer imports joblib)."""
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota[0] / quota[1])))
+    cap = os.environ.get("LOKY_MAX_CPU_COUNT", "")
+    return max(1, min(cores, int(cap))) if cap.isdigit() else cores
+
+
+_CORES = _usable_cores()
 # From this many rows a batch is walked in parallel slices: below it, handing slices to threads costs more
 # than it saves (the measured break-even is in INFORME_IMPLEMENTACION.md).
 _PARALLEL_MIN_ROWS = 1024
@@ -53,32 +80,41 @@ def _walk(
 
 
 class FlatForest:
-    """A fitted forest as read-only arrays: its trees concatenated, node ids made global."""
+    """A fitted forest as read-only arrays (the serving export's): its trees concatenated, node ids global,
+    a leaf its own child. Unsigned indices: numba then skips the check for negative (from-the-end) indices,
+    which halves the time of the walk."""
 
-    def __init__(self, forest: Any) -> None:
-        trees = [estimator.tree_ for estimator in forest.estimators_]
-        if any(tree.n_outputs != 1 for tree in trees):
-            raise ValueError("only single-output forests are supported")
-        self.n_classes = int(trees[0].value.shape[2])
-        offsets = np.cumsum([0] + [tree.node_count for tree in trees])[:-1]
-        children, features = [], []
-        for tree, offset in zip(trees, offsets, strict=True):
-            leaf = tree.children_left < 0
-            ids = np.arange(tree.node_count)
-            pairs = np.column_stack(
-                [np.where(leaf, ids, tree.children_left), np.where(leaf, ids, tree.children_right)]
-            )
-            children.append(pairs + offset)
-            features.append(np.where(leaf, 0, tree.feature))  # a leaf's feature (-2) is never used
-        # Unsigned indices: numba then skips the check for negative (from-the-end) indices, which halves the
-        # time of the walk.
+    def __init__(
+        self,
+        children: np.ndarray,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        value: np.ndarray,
+        roots: np.ndarray,
+        depths: np.ndarray,
+    ) -> None:
+        nodes = len(threshold)
+        shapes_ok = (
+            children.shape == (nodes, 2)
+            and feature.shape == (nodes,)
+            and value.ndim == 2
+            and len(value) == nodes
+            and roots.ndim == 1
+            and depths.shape == roots.shape
+            and len(roots) > 0
+        )
+        if not shapes_ok:
+            raise ValueError("the forest's arrays do not describe one set of nodes and trees")
+        if nodes and (children.max() >= nodes or roots.max() >= nodes or depths.min() < 0):
+            raise ValueError("the forest's arrays point outside its nodes")
+        self.n_classes = int(value.shape[1])
         self._arrays = (
-            np.concatenate(children).astype(np.uint64),
-            np.concatenate(features).astype(np.uint64),
-            np.concatenate([tree.threshold for tree in trees]),
-            np.concatenate([tree.value[:, 0, :] for tree in trees]),
-            offsets.astype(np.uint64),
-            np.array([tree.max_depth for tree in trees], dtype=np.intp),
+            np.ascontiguousarray(children, dtype=np.uint64),
+            np.ascontiguousarray(feature, dtype=np.uint64),
+            np.ascontiguousarray(threshold, dtype=np.float64),
+            np.ascontiguousarray(value, dtype=np.float64),
+            np.ascontiguousarray(roots, dtype=np.uint64),
+            np.ascontiguousarray(depths, dtype=np.intp),
         )
         for array in self._arrays:
             array.flags.writeable = False

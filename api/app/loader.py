@@ -1,21 +1,23 @@
 """Reading one model version from ARTIFACTS_DIR, refusing anything that is not exactly what was promoted.
 
-joblib files are pickles, which run code when loaded: only files whose sha256 matches the manifest are ever
-unpickled, from the very bytes that were hashed (no window for a swap between check and load). A version
-trained with another scikit-learn is refused before unpickling: its trees may load and still answer wrong.
+The API reads only the version's manifest and its serving export (`serving.npz`, plain arrays written by the
+pipeline): nothing is unpickled, so neither scikit-learn nor pandas is imported, and the scikit-learn the
+version was trained with no longer matters here. What proves the arrays instead is the export's reference
+rows: the Predictor reproduces scikit-learn's outputs on them, computed at training time, or refuses the
+version. The export is checked against its sha256 from the very bytes then loaded (no window for a swap).
 The layout, manifest checks and checksums are `penguins_contract`'s, the same code the pipeline writes with.
 """
 
 import io
+import zipfile
 from dataclasses import dataclass
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-import joblib
+import numpy as np
 
 import penguins_contract as contract
-from penguins_contract import MANIFEST_FILE, VERSION_FILES, ContractError
+from penguins_contract import MANIFEST_FILE, SERVING_ARRAYS, SERVING_FILE, ContractError
 
 
 class LoadError(ContractError):
@@ -35,7 +37,7 @@ class LoadedVersion:
     version: str
     manifest: dict[str, Any]
     manifest_bytes: bytes
-    objects: dict[str, Any]  # file name -> unpickled object
+    arrays: dict[str, np.ndarray]  # the serving export, array name -> array
 
 
 def read_current(artifacts_dir: Path) -> str | None:
@@ -45,7 +47,7 @@ def read_current(artifacts_dir: Path) -> str | None:
 
 
 def load_version(artifacts_dir: Path, version: str) -> LoadedVersion:
-    """Manifest checks, then sha256 of every file, then unpickling: the first problem refuses the version."""
+    """Manifest checks, then the export's sha256, then its arrays: the first problem refuses the version."""
     where = f"version {version}"
     with contract.translated(_load_error):
         folder = contract.version_dir(artifacts_dir, version)
@@ -55,31 +57,29 @@ def load_version(artifacts_dir: Path, version: str) -> LoadedVersion:
             raise LoadError("manifest", f"{where}: cannot read {MANIFEST_FILE}: {err}") from err
         manifest = contract.parse_manifest(manifest_bytes, where)
         contract.check_manifest(manifest, version, where)
-        _check_trained_with(version, manifest)
-        files = contract.listed_files(manifest, where)
-    objects = {}
-    for name in VERSION_FILES:
-        try:
-            data = (folder / name).read_bytes()
-        except OSError as err:
-            raise LoadError("missing_file", f"{where}: cannot read {name}: {err}") from err
-        with contract.translated(_load_error):
-            # The bytes hashed here are the bytes unpickled below: no window for a swap in between.
-            contract.check_bytes(name, data, files[name], where)
-        try:
-            objects[name] = joblib.load(io.BytesIO(data))
-        except Exception as err:  # unpickling can raise anything; the message is what matters
-            raise LoadError("unreadable", f"version {version}: cannot unpickle {name}: {err!r}") from err
-    return LoadedVersion(version, manifest, manifest_bytes, objects)
+        if SERVING_FILE not in (manifest.get("files") or {}):
+            raise LoadError(
+                "no_export",
+                f"{where} has no {SERVING_FILE} (trained before the API served from that export): "
+                "retrain it with train_pipeline, or roll back to a version that has one",
+            )
+        entry = contract.listed_files(manifest, where)[SERVING_FILE]
+    try:
+        data = (folder / SERVING_FILE).read_bytes()
+    except OSError as err:
+        raise LoadError("missing_file", f"{where}: cannot read {SERVING_FILE}: {err}") from err
+    with contract.translated(_load_error):
+        contract.check_bytes(SERVING_FILE, data, entry, where)
+    return LoadedVersion(version, manifest, manifest_bytes, _arrays(data, where))
 
 
-def _check_trained_with(version: str, manifest: dict[str, Any]) -> None:
-    """Pickled trees are only safe in the scikit-learn they were trained with (serving's own rule)."""
-    trained_with = (manifest.get("libraries") or {}).get("scikit-learn")
-    installed = installed_version("scikit-learn")
-    if trained_with != installed:
-        raise LoadError(
-            "sklearn_version",
-            f"version {version} was trained with scikit-learn {trained_with}, this API runs {installed}: "
-            "refused (pickled trees are only safe in the same version); retrain it or pin the same version",
-        )
+def _arrays(data: bytes, where: str) -> dict[str, np.ndarray]:
+    """Every array the contract names, read without unpickling (an object array is refused)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            missing = [name for name in SERVING_ARRAYS if name not in archive.files]
+            if missing:
+                raise LoadError("invalid", f"{where}: {SERVING_FILE} lacks the arrays {missing}")
+            return {name: archive[name] for name in SERVING_ARRAYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise LoadError("unreadable", f"{where}: cannot read {SERVING_FILE}: {err!r}") from err

@@ -13,7 +13,7 @@ from app.core.config import Settings, get_settings
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.model_store import ModelStore, NoPromotedVersionError
-from app.routers import docs, health, model, monitoring, page, predict, vendor, warmup
+from app.routers import docs, health, inference_v2, model, monitoring, page, predict, vendor, warmup
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for router in (
         predict.router,
+        inference_v2.router,
         model.router,
         health.router,
         warmup.router,
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit=settings.api_max_body_bytes,
         limits_by_path={"/predict/batch": settings.api_max_batch_body_bytes},
         drain_limit=settings.api_max_drain_bytes,
+        limits_by_pattern=[(inference_v2.INFER_PATH, settings.api_max_batch_body_bytes)],
     )
     app.add_middleware(MetricsMiddleware)  # added last = outermost: 413s are counted too
     return app

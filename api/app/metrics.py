@@ -7,6 +7,8 @@ scanner cannot blow up the number of series.
 """
 
 import os
+from collections import Counter as Tally
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,12 @@ def count_predictions(species: str, count: int = 1) -> None:
     if series is None:
         series = _species_series[species] = PREDICTIONS.labels(species)
     series.inc(count)
+
+
+def count_species(species: Iterable[str]) -> None:
+    """A batch's predictions, one series update per species."""
+    for name, count in Tally(species).items():
+        count_predictions(name, count)
 
 
 def set_served_version(version: str, previous: str | None) -> None:

@@ -3,11 +3,14 @@
 import asyncio
 import contextlib
 import json
+import re
 import time
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.open_inference import is_v2_path
 
 
 class MetricsMiddleware:
@@ -48,24 +51,40 @@ class BodyLimitMiddleware:
     the 413. A larger body is cut off: the server never reads without limit.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, limits_by_path: dict[str, int], drain_limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        limits_by_path: dict[str, int],
+        drain_limit: int,
+        limits_by_pattern: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
         self.app = app
         self.limit = limit
         self.limits_by_path = limits_by_path
+        self.limits_by_pattern = limits_by_pattern  # for paths with a variable part, e.g. a model version
         self.drain_limit = drain_limit
+
+    def _limit(self, path: str) -> int:
+        limit = self.limits_by_path.get(path)
+        if limit is None:
+            limit = next(
+                (size for pattern, size in self.limits_by_pattern if pattern.fullmatch(path)), self.limit
+            )
+        return limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        limit = self.limits_by_path.get(scope["path"], self.limit)
+        limit = self._limit(scope["path"])
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             # A client waiting for "100 Continue" has sent nothing yet: it reads the 413 at once.
             if int(declared) <= self.drain_limit and headers.get(b"expect", b"").lower() != b"100-continue":
                 await _drain(receive, self.drain_limit)
-            await _too_large(send, limit)
+            await _too_large(send, limit, scope["path"])
             return
         if declared.isdigit() and b"transfer-encoding" not in headers:
             # The server delivers no more than the declared length: nothing to count.
@@ -82,7 +101,7 @@ class BodyLimitMiddleware:
             if size > limit:
                 if message.get("more_body", False):
                     await _drain(receive, self.drain_limit - size)
-                await _too_large(send, limit)
+                await _too_large(send, limit, scope["path"])
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -111,8 +130,10 @@ async def _drain(receive: Receive, budget: int) -> None:
                 budget -= len(message.get("body", b""))
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body over {limit} bytes: send less (or split a batch)"}).encode()
+async def _too_large(send: Send, limit: int, path: str) -> None:
+    """The 413, in the error format of the path's API: the Open Inference Protocol's under /v2."""
+    key = "error" if is_v2_path(path) else "detail"
+    body = json.dumps({key: f"request body over {limit} bytes: send less (or split a batch)"}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send(
         {"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]}

@@ -9,6 +9,7 @@ by the old version meanwhile; a version that fails to load is remembered and not
 import asyncio
 import gc
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ from anyio import to_thread
 from app import metrics
 from app.batching import MicroBatcher
 from app.loader import LoadError, load_version, read_current
+from app.open_inference import answer_groups
 from app.predictor import Predictor
 from app.schemas import PenguinFeatures, ServedVersion
 
 log = logging.getLogger(__name__)
 # Answers /predict requests, one penguin each, from the served predictor.
 PredictBatcher = MicroBatcher[PenguinFeatures, dict[str, Any]]
+# Answers small V2 infer requests, a few penguins each, from the served predictor (no neighbours).
+GroupBatcher = MicroBatcher[Sequence[PenguinFeatures], list[dict[str, Any]]]
 NO_MODEL_YET = (
     "no model yet: run train_pipeline (Airflow) to train and promote one; this API picks it up within "
     "seconds (or at once with POST /warmup)."
@@ -39,6 +43,7 @@ class ModelStore:
         self.predictor: Predictor | None = None
         # /predict answers through this, from the served predictor: requests arriving together share a pass.
         self.batcher: PredictBatcher | None = None
+        self.group_batcher: GroupBatcher | None = None
         self.last_error: str | None = None
         self._near_tie_margin = near_tie_margin
         self._failed: dict[str, str] = {}  # version -> why it was refused
@@ -74,7 +79,11 @@ class ModelStore:
                 log.error("model version refused: %s (%s)", err, kept)
                 raise
             # The swap: references read once per request (no await in between, so never seen apart).
-            self.predictor, self.batcher = predictor, MicroBatcher(predictor.answer_requests)
+            self.predictor, self.batcher, self.group_batcher = (
+                predictor,
+                MicroBatcher(predictor.answer_requests),
+                MicroBatcher(answer_groups(predictor)),
+            )
             # The model's objects live until the next swap: keep them (and the libraries) out of the cyclic
             # collector's scans, which otherwise stall big batches.
             gc.freeze()

@@ -6,9 +6,10 @@ the default split); a bigger one gets a KD-tree (a second to build for 1,000,000
 microseconds a query), whose per-call overhead would dominate on a small split.
 """
 
+from typing import Any
+
 import numba
 import numpy as np
-from scipy.spatial import cKDTree
 
 _SCAN_MAX_POINTS = 4096
 
@@ -36,7 +37,12 @@ class NeighborIndex:
     def __init__(self, points: np.ndarray, k: int) -> None:
         self._k = min(k, len(points))
         self._points = np.ascontiguousarray(points, dtype=np.float64)
-        self._tree = cKDTree(points) if len(points) > _SCAN_MAX_POINTS else None
+        self._tree: Any = None
+        if len(points) > _SCAN_MAX_POINTS:
+            # Imported here: scipy costs start-up time and memory that a small split never needs.
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(points)
 
     def query(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, k) distances and row numbers of the k nearest points of each row, nearest first."""

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from app.routers import inference_v2
 from penguins_contract import CATEGORICAL_FEATURES
 
 Schema = dict[str, Any]
@@ -53,6 +54,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     @cache
     def base() -> Schema:
         schema = fastapi_schema()
+        inference_v2.document(schema)
         if settings.warmup_token is None:
             _drop_warmup_auth(schema)
         return schema

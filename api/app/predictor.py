@@ -6,6 +6,7 @@ The store swaps whole Predictor objects, so a request that picked one up answers
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from itertools import chain
 from operator import attrgetter
 from typing import Any
@@ -15,16 +16,17 @@ import orjson
 
 from app.encoding import FeatureEncoder, UnknownCategoryError
 from app.forest import FlatForest
-from app.loader import LoadedVersion
+from app.loader import LoadedVersion, LoadError
 from app.neighbors import NeighborIndex
 from app.projection import PcaProjection
 from app.schemas import PenguinFeatures
-from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SERVING_FILE, categories_key
 
 N_NEIGHBORS = 5
 _MEASURES_OF = attrgetter(*NUMERIC_FEATURES)
-# Rows on which a version's fast path is checked against its own scikit-learn objects before it is served.
-SELF_CHECK_ROWS = 256
+_FOREST_ARRAYS = ("children", "feature", "threshold", "value", "roots", "depths")
+# The PCA is summed feature by feature (projection.py), scikit-learn by a matrix product: equal to this.
+_PCA_TOLERANCE = 1e-9
 _FEW_ROWS = 8
 
 
@@ -44,24 +46,27 @@ def _collector_paused() -> Iterator[None]:
 
 class Predictor:
     def __init__(self, loaded: LoadedVersion, near_tie_margin: float) -> None:
-        manifest, objects = loaded.manifest, loaded.objects
+        manifest, arrays = loaded.manifest, loaded.arrays
         self.version = loaded.version
         self.manifest_json = loaded.manifest_bytes
         self._near_tie_margin = near_tie_margin
 
-        label_encoder = objects["label_encoder.joblib"]
-        model = objects["model.joblib"]
-        self.classes = tuple(str(c) for c in label_encoder.classes_)
-        if list(self.classes) != manifest.get("classes"):
-            raise ValueError(f"label encoder classes {self.classes} differ from the manifest's")
-        if len(self.classes) < 2 or list(model.classes_) != list(range(len(self.classes))):
-            raise ValueError("the forest must be trained on two or more label-encoded species 0..n-1")
+        self.classes = tuple(arrays["classes"].tolist())
+        if list(self.classes) != manifest.get("classes") or len(self.classes) < 2:
+            raise ValueError(f"the export's classes {self.classes} are not the manifest's two or more")
 
-        self.encoder = FeatureEncoder(objects["preprocessor.joblib"], NUMERIC_FEATURES, CATEGORICAL_FEATURES)
+        self.encoder = FeatureEncoder(
+            arrays["scaler_mean"],
+            arrays["scaler_scale"],
+            {field: tuple(arrays[categories_key(field)].tolist()) for field in CATEGORICAL_FEATURES},
+        )
+        columns = self.encoder.columns(NUMERIC_FEATURES)
+        if arrays["columns"].tolist() != columns:
+            raise ValueError(f"the export's columns {arrays['columns'].tolist()} are not {columns}")
         spec = manifest["features"]
         declared = {c["name"]: tuple(c["categories"]) for c in spec["categorical"]}
         if declared != self.encoder.categories:
-            raise ValueError(f"manifest categories {declared} differ from the preprocessor's")
+            raise ValueError(f"manifest categories {declared} differ from the export's")
         ranges = {n["name"]: (float(n["min"]), float(n["max"])) for n in spec["numeric"]}
         self._ranges = tuple((name, *ranges[name]) for name in NUMERIC_FEATURES)
         self._lows = np.array([low for _, low, _ in self._ranges])
@@ -76,23 +81,21 @@ class Predictor:
                 ] = True
         self._seen.flags.writeable = False
 
-        self.forest = FlatForest(model)
-        self._project = PcaProjection(objects["pca.joblib"])
+        self.forest = FlatForest(*(arrays[f"forest_{name}"] for name in _FOREST_ARRAYS))
+        if self.forest.n_classes != len(self.classes) or arrays["forest_feature"].max() >= len(columns):
+            raise ValueError("the forest's classes or features do not match the export's")
+        self._project = PcaProjection(arrays["pca_components"], arrays["pca_mean"], arrays["pca_scale"])
 
-        split = objects["training_split.joblib"]
-        frame = split["features_raw"]
-        measures = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
-        self._split_categories = self.encoder.category_indices(frame)
-        self._split_labels = np.asarray(split["labels_encoded"], dtype=np.intp)
-        if len(self._split_labels) != len(frame) or not len(frame):
-            raise ValueError("training_split.joblib: features and labels differ in length, or are empty")
+        measures, self._split_categories, self._split_labels = self._rows(arrays, "split")
+        if not len(measures):
+            raise ValueError("the export's training split is empty")
         points = self.encoder.encode_many(measures, self._split_categories)
         self._neighbors = NeighborIndex(points, N_NEIGHBORS)
         # What an answer shows of a neighbour, in one table: the four measures, then its PCA position.
         self._split_numbers = np.column_stack([measures, self._project(points)])
 
-        self.training_points_json = self._training_points(objects["training_data_for_viz.joblib"])
-        self._self_check(objects, frame.head(SELF_CHECK_ROWS), points[:SELF_CHECK_ROWS])
+        self.training_points_json = self._training_points(arrays)
+        self._self_check(arrays, points)
 
     # --- answering ---
 
@@ -236,36 +239,66 @@ class Predictor:
 
     # --- built once per version ---
 
-    def _training_points(self, viz: dict[str, Any]) -> bytes:
-        frame, projected = viz["features_raw"], viz["features_pca"]
-        labels = np.asarray(viz["labels_encoded"], dtype=np.intp)
-        if not len(frame) == len(projected) == len(labels):
-            raise ValueError("training_data_for_viz.joblib: its parts differ in length")
-        points = {
+    def _rows(self, arrays: dict[str, np.ndarray], prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measures, category positions and labels of the export's rows `prefix`, checked to be in range
+        (they index the category and class tables)."""
+        measures = arrays[f"{prefix}_measures"].astype(np.float64)
+        categories = arrays[f"{prefix}_categories"].astype(np.intp)
+        labels = arrays[f"{prefix}_labels"].astype(np.intp)
+        counts = np.array([len(self.encoder.categories[field]) for field in CATEGORICAL_FEATURES])
+        fits = (
+            measures.shape == (len(labels), len(NUMERIC_FEATURES))
+            and categories.shape == (len(labels), len(CATEGORICAL_FEATURES))
+            and bool(np.all((categories >= 0) & (categories < counts)))
+            and bool(np.all((labels >= 0) & (labels < len(self.classes))))
+        )
+        if not fits:
+            raise ValueError(f"the export's {prefix} rows differ in length or point outside the categories")
+        return measures, categories, labels
+
+    def _training_points(self, arrays: dict[str, np.ndarray]) -> bytes:
+        measures, categories, labels = self._rows(arrays, "viz")
+        projected = arrays["viz_pca"].astype(np.float64)
+        if projected.shape != (len(labels), 2):
+            raise ValueError("the export's viz_pca is not one (x, y) per training point")
+        points: dict[str, Any] = {
             "model_version": self.version,
             "classes": list(self.classes),
-            "pca1": projected["pca1"].astype(float).tolist(),
-            "pca2": projected["pca2"].astype(float).tolist(),
+            "pca1": projected[:, 0].tolist(),
+            "pca2": projected[:, 1].tolist(),
             "species": labels.tolist(),
         }
-        points.update({name: frame[name].astype(float).tolist() for name in NUMERIC_FEATURES})
-        points.update({name: frame[name].astype(str).tolist() for name in CATEGORICAL_FEATURES})
+        points.update({name: measures[:, i].tolist() for i, name in enumerate(NUMERIC_FEATURES)})
+        for i, name in enumerate(CATEGORICAL_FEATURES):
+            names = self.encoder.categories[name]
+            points[name] = [names[c] for c in categories[:, i].tolist()]
         return orjson.dumps(points)
 
-    def _self_check(self, objects: dict[str, Any], frame: Any, points: np.ndarray) -> None:
-        """The arrays reproduce the pickled objects on real rows, or the version is refused."""
-        expected = objects["preprocessor.joblib"].transform(frame[[*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]])
-        expected = np.asarray(
-            expected.toarray() if hasattr(expected, "toarray") else expected, dtype=np.float64
+    def _self_check(self, arrays: dict[str, np.ndarray], points: np.ndarray) -> None:
+        """The fast path reproduces scikit-learn's outputs stored in the export, or the version is refused."""
+        measures = arrays["reference_measures"].astype(np.float64)
+        categories = arrays["reference_categories"].astype(np.intp)
+        checks = (
+            ("preprocessed rows", "reference_rows", np.array_equal),
+            ("probabilities", "reference_proba", np.array_equal),
+            ("PCA positions", "reference_pca", partial(np.allclose, rtol=0, atol=_PCA_TOLERANCE)),
         )
-        if not np.array_equal(expected, points):
-            raise ValueError("the preprocessor's fitted parameters do not reproduce its output")
-        reference = objects["model.joblib"].predict_proba(expected)
-        if not np.allclose(reference, self.forest.predict_proba(expected), rtol=0, atol=1e-9):
-            raise ValueError("the flattened forest does not reproduce the model's probabilities")
+        try:
+            rows = self.encoder.encode_many(measures, categories)
+            answers = {"reference_rows": rows, "reference_proba": self.forest.predict_proba(rows)}
+            answers["reference_pca"] = self._project(rows)
+        except (ValueError, IndexError) as err:
+            raise _mismatch(self.version, f"the reference rows cannot be answered ({err})") from err
+        for what, name, same in checks:
+            if answers[name].shape != arrays[name].shape or not same(answers[name], arrays[name]):
+                raise _mismatch(self.version, f"the fast path does not reproduce scikit-learn's {what}")
         distances, nearest = self._neighbors.query(points[:1])  # also compiles the scan before serving
         if distances[0, 0] != 0 or not np.array_equal(points[nearest[0, 0]], points[0]):
-            raise ValueError("the neighbour index does not find a training row as its own nearest")
-        projected = objects["pca.joblib"].transform(expected)
-        if not np.allclose(projected, self._project(points), atol=1e-9):
-            raise ValueError("the PCA parameters do not reproduce its projection")
+            raise _mismatch(self.version, "the neighbour index misses a training row as its own nearest")
+
+
+def _mismatch(version: str, what: str) -> LoadError:
+    return LoadError(
+        "reference_mismatch",
+        f"version {version}: {what} on the reference rows of its {SERVING_FILE}: refused (retrain it)",
+    )

@@ -5,8 +5,6 @@ compiled by numba, where a matrix product's rounding depends on the number of ro
 bits whatever else is in its batch, in a microsecond.
 """
 
-from typing import Any
-
 import numba
 import numpy as np
 
@@ -24,10 +22,14 @@ def _project(rows: np.ndarray, axes: np.ndarray, offset: np.ndarray, scale: np.n
 
 
 class PcaProjection:
-    def __init__(self, pca: Any) -> None:
-        self._axes = np.ascontiguousarray(pca.components_.T, dtype=np.float64)
-        self._offset = pca.mean_ @ pca.components_.T
-        scale = np.sqrt(pca.explained_variance_) if pca.whiten else np.ones(len(self._offset))
+    """From the serving export's components (components, features), mean (features) and scale (components:
+    the whitening, or ones)."""
+
+    def __init__(self, components: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        if components.ndim != 2 or mean.shape != components.shape[1:] or scale.shape != components.shape[:1]:
+            raise ValueError("the PCA's components, mean and scale do not fit together")
+        self._axes = np.ascontiguousarray(components.T, dtype=np.float64)
+        self._offset = mean @ components.T
         self._scale = np.asarray(scale, dtype=np.float64)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:

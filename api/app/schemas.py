@@ -2,7 +2,16 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 from pydantic.config import JsonDict
 
 from penguins_contract import PHYSICAL_BOUNDS
@@ -124,3 +133,111 @@ class ServedVersion(BaseModel):
 
 class ErrorMessage(BaseModel):
     detail: str
+
+
+# --- Open Inference Protocol (V2), written from the spec's REST text (kserve/open-inference-protocol,
+# specification/protocol/inference_rest.md): field names, optionality and JSON types as it states them. ---
+
+# "$parameter = $string : $string | $number | $boolean": lists travel as JSON text (routers/inference_v2.py).
+V2Parameters = dict[str, StrictStr | StrictInt | StrictFloat | StrictBool]
+V2_DATATYPES = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+
+
+class V2Error(BaseModel):
+    """Every failed V2 request: "$inference_error_response" (and the metadata error objects)."""
+
+    error: str
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2ServerLive(BaseModel):
+    live: bool
+
+
+class V2ServerReady(BaseModel):
+    # The spec's text shows {"live": ...} here, a slip its own servers (KServe, Triton) do not follow.
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2MetadataTensor(BaseModel):
+    name: str
+    datatype: V2_DATATYPES
+    shape: list[int] = Field(description="-1 for a variable dimension (the number of penguins)")
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str] = Field(description="The served version, the one a versioned URL may name")
+    platform: str
+    inputs: list[V2MetadataTensor]
+    outputs: list[V2MetadataTensor]
+    parameters: V2Parameters = Field(
+        description="classes: the probabilities' columns, island and sex: their categories (JSON text each)"
+    )
+
+
+class V2RequestInput(BaseModel):
+    name: str = Field(
+        description="A feature: bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, island or sex"
+    )
+    shape: list[Annotated[int, Field(ge=0)]] = Field(description="[n] or [n, 1]: n penguins")
+    datatype: V2_DATATYPES = Field(description="FP64 or FP32 for the measures, BYTES for island and sex")
+    parameters: V2Parameters | None = None
+    data: list[Any] = Field(description="n values, flat or nested as the shape ([[v], [v], ...])")
+
+
+class V2RequestOutput(BaseModel):
+    name: str = Field(description="species or probabilities")
+    parameters: V2Parameters | None = None
+
+
+class V2InferenceRequest(BaseModel):
+    id: str | None = Field(None, description="Echoed in the answer")
+    parameters: V2Parameters | None = None
+    inputs: list[V2RequestInput] = Field(description="The six features, each once, all with the same n")
+    outputs: list[V2RequestOutput] | None = Field(None, description="Which outputs to answer; all by default")
+
+
+class V2ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: V2_DATATYPES
+    parameters: V2Parameters | None = None
+    data: list[str] | list[float] = Field(
+        description="Row-major, flat: species names, or n x k probabilities"
+    )
+
+
+class V2InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = Field(None, description="The request's id, when it had one")
+    parameters: V2Parameters = Field(
+        description="warnings: JSON text of a list with one list per penguin of /predict's warnings "
+        '({"code", "field", "message"})'
+    )
+    outputs: list[V2ResponseOutput]

@@ -20,6 +20,7 @@ from penguins_contract.layout import (
     MANIFEST_FILE,
     MODEL_FILES,
     MODELS_DIR,
+    SERVING_FILE,
     SPLIT_FILE,
     VERSION_FILES,
     VERSION_ID_PATTERN,
@@ -38,6 +39,7 @@ from penguins_contract.reports import (
     latest_report,
     report_id,
 )
+from penguins_contract.serving import SERVING_ARRAYS, categories_key
 
 __all__ = [
     "CATEGORICAL_FEATURES",
@@ -54,12 +56,15 @@ __all__ = [
     "REPORT_ID_PATTERN",
     "REPORT_JSON",
     "SCHEMA_VERSION",
+    "SERVING_ARRAYS",
+    "SERVING_FILE",
     "SPLIT_FILE",
     "VERSION_FILES",
     "VERSION_ID_PATTERN",
     "VERSION_PATTERN",
     "VIZ_FILE",
     "ContractError",
+    "categories_key",
     "check_bytes",
     "check_manifest",
     "check_version_id",

@@ -1,6 +1,7 @@
 """Where things live under ARTIFACTS_DIR, and the version ids allowed to name them.
 
-`current.json` names the served version; `models/<version>/` holds the joblib files and `manifest.json`.
+`current.json` names the served version; `models/<version>/` holds the joblib files, the serving export and
+`manifest.json`.
 Names starting with a dot (staging folders, temporary files) are never versions.
 """
 
@@ -22,8 +23,11 @@ MODEL_FILES: dict[str, str] = {
 VIZ_FILE = "training_data_for_viz.joblib"
 # The whole training split (the API's neighbours).
 SPLIT_FILE = "training_split.joblib"
+# Everything the API needs, as plain arrays (`np.load(allow_pickle=False)`): the API reads only this file,
+# so it never unpickles and never imports scikit-learn. Its arrays are named in `serving.py`.
+SERVING_FILE = "serving.npz"
 # Every file a version must have, each with a sha256 in the manifest.
-VERSION_FILES: tuple[str, ...] = (*MODEL_FILES.values(), VIZ_FILE, SPLIT_FILE)
+VERSION_FILES: tuple[str, ...] = (*MODEL_FILES.values(), VIZ_FILE, SPLIT_FILE, SERVING_FILE)
 
 # UTC time to the microsecond (lexical order = chronological) and 8 hex of the data+params hash, e.g.
 # 20261127T123456123456Z-1a2b3c4d. Only such ids are ever joined to a path: no "..", no separators. The

@@ -31,7 +31,7 @@ DAGS = Path(__file__).resolve().parents[2] / "airflow" / "dags"
 PLAIN_LOAD = """
 import json, pathlib, sys
 sys.modules["dill"] = None  # `import dill` now raises ImportError
-import joblib, pandas as pd
+import joblib, numpy as np, pandas as pd
 folder, rows = sys.argv[1], pd.read_csv(sys.argv[2])
 every_file = {p.name: type(joblib.load(p)).__name__ for p in sorted(pathlib.Path(folder).glob("*.joblib"))}
 load = lambda name: joblib.load(f"{folder}/{name}.joblib")
@@ -39,6 +39,8 @@ preprocessor, model, labels = load("preprocessor"), load("model"), load("label_e
 features = rows[["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"]]
 species = labels.inverse_transform(model.predict(preprocessor.transform(features)))
 viz, split = load("training_data_for_viz"), load("training_split")
+with np.load(f"{folder}/serving.npz", allow_pickle=False) as export:
+    export_arrays = {name: export[name].dtype.kind for name in export.files}
 try:
     import penguins_pipeline
     reachable = True
@@ -46,6 +48,7 @@ except ImportError:
     reachable = False
 print(json.dumps({
     "loaded": every_file,
+    "export_arrays": export_arrays,
     "accuracy": float((species == rows["species"].to_numpy()).mean()),
     "chart_points": len(viz["features_pca"]),
     "split_rows": len(split["features_raw"]),
@@ -113,7 +116,10 @@ def test_data_then_train_on_mariadb_promotes_a_model_plain_joblib_can_use(
     assert manifest["data"]["rows_test"] == len(held_out)
 
     loaded = plain_load(root / "models" / version, held_out, tmp_path)
-    assert sorted(loaded["loaded"]) == sorted(name for name in contract.VERSION_FILES)
+    assert sorted(loaded["loaded"]) == sorted(n for n in contract.VERSION_FILES if n.endswith(".joblib"))
+    # The serving export: plain arrays, loaded without unpickling by numpy alone.
+    assert sorted(loaded["export_arrays"]) == sorted(contract.SERVING_ARRAYS)
+    assert set(loaded["export_arrays"].values()) <= set("biufU")
     assert loaded["accuracy"] >= 0.95
     assert loaded["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
     assert loaded["chart_points"] == loaded["split_rows"] == manifest["data"]["rows_train"]

@@ -1,4 +1,5 @@
-"""The fast path answers exactly what the plain scikit-learn pipeline loaded from the joblib files answers."""
+"""The fast path, built from the serving export alone, answers exactly what the plain scikit-learn pipeline
+loaded from the joblib files answers."""
 
 import gc
 import os
@@ -22,6 +23,7 @@ from app.neighbors import NeighborIndex
 from app.predictor import Predictor
 from app.schemas import PenguinFeatures
 from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
+from penguins_pipeline.export import forest_arrays
 
 FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
 
@@ -121,17 +123,18 @@ def test_the_flat_forest_equals_sklearn_at_any_batch_size(rows: int) -> None:
     forest = RandomForestClassifier(n_estimators=25, random_state=0).fit(x, y)
     assert max(e.tree_.max_depth for e in forest.estimators_) > 15
     queries = rng.normal(scale=2, size=(rows, 6))
-    assert np.array_equal(FlatForest(forest).predict_proba(queries), forest.predict_proba(queries))
+    flat = FlatForest(**{name.removeprefix("forest_"): a for name, a in forest_arrays(forest).items()})
+    assert np.array_equal(flat.predict_proba(queries), forest.predict_proba(queries))
 
 
 def test_a_cpu_limit_keeps_a_big_batch_on_one_thread() -> None:
-    """A process allowed one core (a container quota, here set the way joblib reads one) is not cut into
-    slices for threads it cannot run at once."""
+    """A process allowed one core (a container quota; here LOKY_MAX_CPU_COUNT, which the count honours) is
+    not cut into slices for threads it cannot run at once."""
     script = (
-        "import threading, numpy as np; from sklearn.ensemble import RandomForestClassifier; "
-        "from app.forest import FlatForest; x = np.random.default_rng(0).normal(size=(200, 3)); "
-        "forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, x[:, 0] > 0); "
-        "FlatForest(forest).predict_proba(np.repeat(x, 30, axis=0)); "
+        "import threading, numpy as np; from app.forest import FlatForest; "
+        "x = np.random.default_rng(0).normal(size=(6000, 3)); "
+        "FlatForest(np.array([[0, 0]]), np.zeros(1), np.zeros(1), np.ones((1, 2)), np.zeros(1), np.zeros(1))"
+        ".predict_proba(x); "
         "print(sum(t.name.startswith('forest') for t in threading.enumerate()))"
     )
     api_dir = Path(app.__file__).parents[1]

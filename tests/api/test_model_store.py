@@ -9,6 +9,7 @@ import time
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -66,26 +67,27 @@ def test_every_worker_converges_by_itself_without_warmup(
 
 
 def corrupt_byte(folder: Path) -> str:
-    data = bytearray((folder / "model.joblib").read_bytes())
+    data = bytearray((folder / "serving.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (folder / "model.joblib").write_bytes(bytes(data))
+    (folder / "serving.npz").write_bytes(bytes(data))
     return "checksum"
 
 
 def truncate(folder: Path) -> str:
-    data = (folder / "training_split.joblib").read_bytes()
-    (folder / "training_split.joblib").write_bytes(data[: len(data) // 3])
+    data = (folder / "serving.npz").read_bytes()
+    (folder / "serving.npz").write_bytes(data[: len(data) // 3])
     return "checksum"
 
 
 def delete_file(folder: Path) -> str:
-    (folder / "pca.joblib").unlink()
+    (folder / "serving.npz").unlink()
     return "missing_file"
 
 
-def other_sklearn(folder: Path) -> str:
-    edit_manifest(folder, lambda m: m["libraries"].update({"scikit-learn": "1.0.2"}))
-    return "sklearn_version"
+def no_export(folder: Path) -> str:
+    """A version written before the serving export existed."""
+    edit_manifest(folder, lambda m: m["files"].pop("serving.npz"))
+    return "no_export"
 
 
 def broken_manifest(folder: Path) -> str:
@@ -93,22 +95,55 @@ def broken_manifest(folder: Path) -> str:
     return "manifest"
 
 
-def wrong_object_with_a_matching_sha(folder: Path) -> str:
-    """Files intact but not the contract (a label encoder where the preprocessor should be)."""
-    (folder / "preprocessor.joblib").write_bytes((folder / "label_encoder.joblib").read_bytes())
-    data = (folder / "preprocessor.joblib").read_bytes()
+def rewrite_export(folder: Path, change, allow_pickle: bool = False) -> None:
+    """Change the export's arrays and vouch for the new bytes in the manifest, as a buggy writer could."""
+    with np.load(folder / "serving.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    change(arrays)
+    np.savez(folder / "serving.npz", allow_pickle=allow_pickle, **arrays)
+    data = (folder / "serving.npz").read_bytes()
     edit_manifest(
         folder,
-        lambda m: m["files"]["preprocessor.joblib"].update(
-            sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)
-        ),
+        lambda m: m["files"]["serving.npz"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)),
     )
+
+
+def wrong_shape(folder: Path) -> str:
+    rewrite_export(folder, lambda a: a.update(forest_children=a["forest_children"][:-1]))
     return "invalid"
+
+
+def missing_array(folder: Path) -> str:
+    rewrite_export(folder, lambda a: a.pop("pca_mean"))
+    return "invalid"
+
+
+def reference_mismatch(folder: Path) -> str:
+    """Arrays that load and fit together but no longer answer what scikit-learn answered."""
+    rewrite_export(folder, lambda a: a["forest_threshold"].__setitem__(0, a["forest_threshold"][0] + 0.5))
+    return "reference_mismatch"
+
+
+def pickled_array(folder: Path) -> str:
+    """An object array needs unpickling to load: refused, never unpickled."""
+    objects = lambda a: a.update(classes=np.array(list(a["classes"]), dtype=object))  # noqa: E731
+    rewrite_export(folder, objects, allow_pickle=True)
+    return "unreadable"
 
 
 @pytest.mark.parametrize(
     "damage",
-    [corrupt_byte, truncate, delete_file, other_sklearn, broken_manifest, wrong_object_with_a_matching_sha],
+    [
+        corrupt_byte,
+        truncate,
+        delete_file,
+        no_export,
+        broken_manifest,
+        wrong_shape,
+        missing_array,
+        reference_mismatch,
+        pickled_array,
+    ],
 )
 def test_a_bad_version_is_refused_and_the_served_one_kept(
     client: TestClient, artifacts_dir: Path, versions, damage, caplog: pytest.LogCaptureFixture
@@ -128,32 +163,28 @@ def test_a_bad_version_is_refused_and_the_served_one_kept(
     assert any(versions.other in record.getMessage() for record in caplog.records)
 
 
-def test_a_different_sklearn_is_refused_before_unpickling(
-    client: TestClient, artifacts_dir: Path, versions, caplog: pytest.LogCaptureFixture
+def test_a_version_without_the_export_is_refused_with_the_fix(
+    client: TestClient, artifacts_dir: Path, versions
 ) -> None:
-    folder = artifacts_dir / "models" / versions.other
-    other_sklearn(folder)
-    (folder / "model.joblib").write_bytes(b"not a pickle at all")  # never read: the version check comes first
-    with caplog.at_level(logging.ERROR, logger="app"):
-        point_current_at(artifacts_dir, versions.other)
-        detail = client.post("/warmup").json()["detail"]
-    assert "scikit-learn 1.0.2" in detail
-    assert "retrain" in detail
-    assert any("scikit-learn 1.0.2" in record.getMessage() for record in caplog.records)
+    no_export(artifacts_dir / "models" / versions.other)
+    point_current_at(artifacts_dir, versions.other)
+    detail = client.post("/warmup").json()["detail"]
+    assert "has no serving.npz" in detail
+    assert "retrain it with train_pipeline" in detail
 
 
 def test_a_refused_version_is_not_retried_by_polling_but_is_by_warmup(
     client: TestClient, artifacts_dir: Path, versions
 ) -> None:
     folder = artifacts_dir / "models" / versions.other
-    original = (folder / "model.joblib").read_bytes()
+    original = (folder / "serving.npz").read_bytes()
     corrupt_byte(folder)
     point_current_at(artifacts_dir, versions.other)
     assert client.post("/warmup").status_code == 503
     counted = failures(client, "checksum")
     time.sleep(1)  # several poll intervals
     assert failures(client, "checksum") == counted
-    (folder / "model.joblib").write_bytes(original)  # repaired in place
+    (folder / "serving.npz").write_bytes(original)  # repaired in place
     assert client.post("/warmup").json()["model_version"] == versions.other
 
 

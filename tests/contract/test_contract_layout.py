@@ -21,6 +21,7 @@ def test_the_layout_names_the_files_of_the_design() -> None:
         "pca.joblib",
         "training_data_for_viz.joblib",
         "training_split.joblib",
+        "serving.npz",
     }
     assert contract.SCHEMA_VERSION == 1
 

@@ -14,7 +14,8 @@ def test_both_sides_use_the_contracts_very_objects() -> None:
     assert schema.PHYSICAL_BOUNDS is schemas.PHYSICAL_BOUNDS is contract.PHYSICAL_BOUNDS
     assert schema.VERSION_ID_PATTERN is contract.VERSION_ID_PATTERN
     assert list(contract.NUMERIC_FEATURES) == schema.NUMERIC_FEATURES
-    assert loader.VERSION_FILES is contract.VERSION_FILES
+    assert loader.SERVING_FILE is contract.SERVING_FILE
+    assert loader.SERVING_ARRAYS is contract.SERVING_ARRAYS
 
 
 def test_each_side_raises_its_own_error_with_the_contracts_message(tmp_path: Path) -> None:

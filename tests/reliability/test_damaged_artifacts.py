@@ -46,16 +46,16 @@ def edit_manifest(version_dir: Path, change: Callable[[dict], object]) -> None:
 
 
 def truncate(version_dir: Path) -> None:
-    data = (version_dir / "model.joblib").read_bytes()
-    (version_dir / "model.joblib").write_bytes(data[: len(data) // 3])
+    data = (version_dir / "serving.npz").read_bytes()
+    (version_dir / "serving.npz").write_bytes(data[: len(data) // 3])
 
 
 def wrong_checksum(version_dir: Path) -> None:
-    edit_manifest(version_dir, lambda m: m["files"]["pca.joblib"].update(sha256="0" * 64))
+    edit_manifest(version_dir, lambda m: m["files"]["serving.npz"].update(sha256="0" * 64))
 
 
 def missing_file(version_dir: Path) -> None:
-    (version_dir / "label_encoder.joblib").unlink()
+    (version_dir / "serving.npz").unlink()
 
 
 def truncated_manifest(version_dir: Path) -> None:
@@ -64,20 +64,20 @@ def truncated_manifest(version_dir: Path) -> None:
 
 
 def garbage_with_its_checksum(version_dir: Path) -> None:
-    """Bytes that are not a pickle, with a manifest that vouches for them: the hash passes, unpickling not."""
+    """Bytes that are not an export, with a manifest that vouches for them: the hash passes, loading not."""
     garbage = os.urandom(4096)
-    (version_dir / "preprocessor.joblib").write_bytes(garbage)
+    (version_dir / "serving.npz").write_bytes(garbage)
     digest = hashlib.sha256(garbage).hexdigest()
-    edit_manifest(version_dir, lambda m: m["files"]["preprocessor.joblib"].update(sha256=digest, bytes=4096))
+    edit_manifest(version_dir, lambda m: m["files"]["serving.npz"].update(sha256=digest, bytes=4096))
 
 
 # name -> (damage to a cloned version, or the raw current.json; reason label in /metrics; words in /ready)
 VERSION_DAMAGE = {
-    "truncated_joblib": (truncate, "checksum", "sha256"),
+    "truncated_export": (truncate, "checksum", "sha256"),
     "wrong_checksum": (wrong_checksum, "checksum", "sha256"),
-    "missing_file": (missing_file, "missing_file", "label_encoder.joblib"),
+    "missing_file": (missing_file, "missing_file", "serving.npz"),
     "truncated_manifest": (truncated_manifest, "manifest", "manifest.json"),
-    "garbage_with_its_checksum": (garbage_with_its_checksum, "unreadable", "unpickle"),
+    "garbage_with_its_checksum": (garbage_with_its_checksum, "unreadable", "cannot read serving.npz"),
 }
 CURRENT_DAMAGE = {
     "garbage_current_json": ("\x00\xff garbage {", "current_json", "is not"),

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import schemathesis
 from reliability_kit import check_answer
-from schema_fuzz import ALL_CHECKS, each_case, failed_checks, label
+from schema_fuzz import ALL_CHECKS, CONFIG, each_case, failed_checks, label
 from schemathesis import GenerationMode
 
 
@@ -43,7 +43,7 @@ def fuzz(
     ],
 )
 def test_every_operation_survives_generated_requests(live_api, figures, examples: int, run_seed) -> None:
-    schema = schemathesis.openapi.from_url(f"{live_api.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{live_api.url}/openapi.json", config=CONFIG)
     run_seed = run_seed or random.SystemRandom().randrange(2**32)
     per_operation: dict[str, dict] = {}
     problems: list[str] = []

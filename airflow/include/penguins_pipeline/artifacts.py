@@ -26,6 +26,7 @@ import numpy as np
 
 import penguins_contract as contract
 from penguins_contract import ContractError
+from penguins_pipeline import export
 from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.model import TrainedModel
 
@@ -146,7 +147,10 @@ def stage_version(
     try:
         files = {}
         for name in contract.VERSION_FILES:
-            _dump(objects[name], staging / name)
+            if name == contract.SERVING_FILE:
+                export.save(objects[name], staging / name)
+            else:
+                _dump(objects[name], staging / name)
             files[name] = contract.file_entry(staging / name)
         _write_json_atomically(staging / contract.MANIFEST_FILE, {**manifest, "files": files})
         if heldout is not None:
@@ -200,7 +204,8 @@ def load_model(folder: Path) -> TrainedModel:
 
 
 def _check_loaded(folder: Path) -> tuple[TrainedModel, dict[str, Any]]:
-    """Files match the manifest, every one loads, and the model answers with the manifest's classes."""
+    """Files match the manifest, every one loads, the model answers with the manifest's classes, and the
+    serving export reproduces the model."""
     manifest = verify_files(folder)
     model = load_model(folder)
     classes = list(model.label_encoder.classes_)
@@ -211,6 +216,10 @@ def _check_loaded(folder: Path) -> tuple[TrainedModel, dict[str, Any]]:
     if len(split["features_raw"]) != manifest["data"]["rows_train"] or len(viz["features_pca"]) == 0:
         raise ArtifactError(f"{folder}: the training data files do not match the manifest's row counts")
     model.predict(split["features_raw"].head(5))
+    try:
+        export.check_export(export.load(Path(folder) / contract.SERVING_FILE), model)
+    except export.ExportError as err:
+        raise ArtifactError(f"{folder}: {err}") from err
     return model, manifest
 
 

@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
 import penguins_contract as contract
-from penguins_pipeline import artifacts
+from penguins_pipeline import artifacts, export
 from penguins_pipeline.errors import PermanentError
 from penguins_pipeline.evaluate import cross_validation, held_out_metrics, score_current
 from penguins_pipeline.model import TrainedModel
@@ -158,12 +158,13 @@ def stratified_rows(labels: np.ndarray, size: int, random_state: int) -> np.ndar
 def training_files(
     model: TrainedModel, train: pd.DataFrame, viz_max: int, random_state: int
 ) -> dict[str, Any]:
-    """The objects of a version folder, keyed by file name."""
+    """The objects of a version folder, keyed by file name (the serving export checked already)."""
     features = train[FEATURES].reset_index(drop=True)
     labels = model.label_encoder.transform(train[TARGET].to_numpy(dtype=str))
     rows = stratified_rows(labels, viz_max, random_state)
     viz_features = features.iloc[rows].reset_index(drop=True)
     projected = model.pca.transform(model.preprocessor.transform(viz_features))
+    serving = export.serving_arrays(model, features, labels, rows, projected, random_state)
     return {
         contract.MODEL_FILES["preprocessor"]: model.preprocessor,
         contract.MODEL_FILES["model"]: model.model,
@@ -175,6 +176,7 @@ def training_files(
             "labels_encoded": labels[rows],
         },
         contract.SPLIT_FILE: {"features_raw": features, "labels_encoded": labels},
+        contract.SERVING_FILE: serving,
     }
 
 

@@ -1,6 +1,5 @@
 """POST /predict and /predict/batch."""
 
-from collections import Counter
 from typing import Any
 
 import orjson
@@ -51,6 +50,5 @@ def predict_batch(batch: BatchRequest, predictor: PredictorDep, settings: Settin
             ],
         )
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
-    for species, count in Counter(p["species"] for p in predictions).items():
-        metrics.count_predictions(species, count)
+    metrics.count_species(p["species"] for p in predictions)
     return _json({"model_version": predictor.version, "predictions": predictions})
