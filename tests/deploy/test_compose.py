@@ -35,7 +35,15 @@ FIXED_SERVICES = {
 AIRFLOW_LONG_RUNNING = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"]
 # Settings the compose file sets itself (where things are inside the containers), and the secret: no default
 # of the code to compare them with.
-SET_BY_COMPOSE = {"penguins_db_url", "artifacts_dir", "api_url", "api_host", "api_port", "warmup_token"}
+SET_BY_COMPOSE = {
+    "penguins_db_url",
+    "artifacts_dir",
+    "predictions_dir",
+    "api_url",
+    "api_host",
+    "api_port",
+    "warmup_token",
+}
 
 
 def resolved(*files: str, env: dict[str, str] | None = None, tmp_path: Path) -> dict[str, Any]:
