@@ -15,7 +15,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: help install lock test test-compose lint pipeline run api bench screenshots reliability
+.PHONY: help install lock test test-compose lint pipeline monitor run api bench screenshots reliability
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ pipeline: install  ## run data_pipeline then train_pipeline once through Airflow
 	$(BIN)/airflow dags test data_pipeline
 # No API listens during a one-off run: skip the warmup call (a running API polls current.json anyway).
 	API_URL= $(BIN)/airflow dags test train_pipeline
+
+monitor: install  ## run monitor_pipeline once through Airflow: load the prediction log, write a drift report
+	$(BIN)/airflow db migrate > /dev/null
+	$(BIN)/airflow dags test monitor_pipeline
 
 screenshots: install  ## regenerate img/*.png from the real native stack in headless Chromium
 	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)

@@ -50,8 +50,7 @@ from serving import (
 )
 from sklearn.pipeline import Pipeline
 
-from app.loader import load_version
-from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, version_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "vs_mlserver.json"
@@ -82,13 +81,17 @@ def mlserver_venv() -> None:
 def dump_pipeline(artifacts_dir: Path, version: str, folder: Path) -> list[str]:
     """The served version as MLServer's runtime wants it: one Pipeline in `folder`/model.joblib. Returns the
     species in the order of predict_proba's columns (the label encoder's classes)."""
-    objects = load_version(artifacts_dir, version).objects
+    # The pickled scikit-learn objects themselves (the API reads only serving.npz), as a user of MLServer has.
+    files = version_dir(artifacts_dir, version)
     pipeline = Pipeline(
-        [("preprocessor", objects["preprocessor.joblib"]), ("model", objects["model.joblib"])]
+        [
+            ("preprocessor", joblib.load(files / "preprocessor.joblib")),
+            ("model", joblib.load(files / "model.joblib")),
+        ]
     )
     folder.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, folder / "model.joblib")
-    return [str(species) for species in objects["label_encoder.joblib"].classes_]
+    return [str(species) for species in joblib.load(files / "label_encoder.joblib").classes_]
 
 
 def v2_body(penguins: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from app.model_store import ModelStore, NoPromotedVersionError
 from app.prediction_log import start_prediction_log
-from app.routers import docs, health, inference_v2, model, page, predict, vendor, warmup
+from app.routers import docs, health, inference_v2, model, monitoring, page, predict, vendor, warmup
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         page.router,
         docs.router,
         vendor.router,
+        monitoring.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")

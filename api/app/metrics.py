@@ -9,6 +9,7 @@ scanner cannot blow up the number of series.
 import os
 from collections import Counter as Tally
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -21,6 +22,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from app.drift_reports import DriftCollector
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -96,12 +99,15 @@ def set_served_version(version: str, previous: str | None) -> None:
     MODEL_INFO.labels(version).set(1)
 
 
-def render() -> bytes:
+def render(artifacts_dir: Path) -> bytes:
+    """This process's (or every worker's) metrics, then the newest drift report's gauges, read from disk."""
+    drift = CollectorRegistry()
+    drift.register(DriftCollector(artifacts_dir))
     if os.environ.get(MULTIPROCESS_DIR_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        return generate_latest(registry) + generate_latest(drift)
+    return generate_latest(REGISTRY) + generate_latest(drift)
 
 
 def worker_exiting() -> None:

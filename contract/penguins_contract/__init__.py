@@ -30,17 +30,31 @@ from penguins_contract.layout import (
     version_dir,
 )
 from penguins_contract.manifest import SCHEMA_VERSION, check_manifest, parse_manifest, read_manifest
+from penguins_contract.reports import (
+    LATEST_REPORT_FILE,
+    REPORT_HTML,
+    REPORT_ID_PATTERN,
+    REPORT_JSON,
+    REPORTS_DIR,
+    latest_report,
+    report_id,
+)
 from penguins_contract.serving import SERVING_ARRAYS, categories_key
 
 __all__ = [
     "CATEGORICAL_FEATURES",
     "CURRENT_FILE",
     "FEATURES",
+    "LATEST_REPORT_FILE",
     "MANIFEST_FILE",
     "MODELS_DIR",
     "MODEL_FILES",
     "NUMERIC_FEATURES",
     "PHYSICAL_BOUNDS",
+    "REPORTS_DIR",
+    "REPORT_HTML",
+    "REPORT_ID_PATTERN",
+    "REPORT_JSON",
     "SCHEMA_VERSION",
     "SERVING_ARRAYS",
     "SERVING_FILE",
@@ -55,10 +69,12 @@ __all__ = [
     "check_manifest",
     "check_version_id",
     "file_entry",
+    "latest_report",
     "listed_files",
     "parse_manifest",
     "read_current",
     "read_manifest",
+    "report_id",
     "sha256_bytes",
     "sha256_file",
     "translated",

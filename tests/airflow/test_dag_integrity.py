@@ -15,7 +15,7 @@ import pytest
 from airflow.models import DagBag
 from airflow.sdk import Asset
 
-from penguins_pipeline.schema import CLEAN_ASSET_NAME
+from penguins_pipeline.schema import CLEAN_ASSET_NAME, DRIFT_ASSET_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow" / "dags"
@@ -91,6 +91,7 @@ def test_every_task_of_the_pipelines_runs_through_the_one_runner() -> None:
     calls = {path.name: len(step_calls(ast.parse(path.read_text()))) for path in DAG_FILES}
     assert calls["data_pipeline.py"] == 5
     assert calls["train_pipeline.py"] == 7
+    assert calls["monitor_pipeline.py"] == 2  # `announce` only decides whether the Asset event is emitted
 
 
 def test_data_pipeline_is_wired_as_documented(dagbag: DagBag) -> None:
@@ -104,3 +105,18 @@ def test_data_pipeline_is_wired_as_documented(dagbag: DagBag) -> None:
     assert type(dag.timetable).__name__ == "OnceTimetable"
     assert dag.start_date < datetime.now(UTC)
     assert dag.max_active_runs == 1
+
+
+def test_monitor_pipeline_is_wired_as_documented(dagbag: DagBag) -> None:
+    dag = dagbag.dags["monitor_pipeline"]
+    chain = ["load", "check_drift", "announce"]
+    assert set(dag.task_ids) == set(chain)
+    for upstream, downstream in itertools.pairwise(chain):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    assert dag.get_task("announce").outlets == [Asset(DRIFT_ASSET_NAME)]
+    assert DRIFT_ASSET_NAME == "penguins_drift"  # fixed by DESIGN.md
+    # Every hour, one run at a time; it never trains (no task of train_pipeline's).
+    assert dag.schedule == "@hourly"
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert dag.max_active_runs == 1
+    assert not {"train", "promote"} & set(dag.task_ids)

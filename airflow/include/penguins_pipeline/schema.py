@@ -10,6 +10,8 @@ RAW_TABLE = "penguins_raw"
 CLEAN_TABLE = "penguins_clean"
 # Both DAGs build `Asset(CLEAN_ASSET_NAME)`: the producer and the consumer must name the identical Asset.
 CLEAN_ASSET_NAME = CLEAN_TABLE
+# monitor_pipeline emits this Asset only when a report finds drift: a DAG scheduled on it reacts to drift.
+DRIFT_ASSET_NAME = "penguins_drift"
 
 TARGET = "species"
 NUMERIC_FEATURES = list(contract.NUMERIC_FEATURES)

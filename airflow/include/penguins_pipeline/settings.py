@@ -46,6 +46,19 @@ class PipelineSettings(BaseSettings):
     warmup_backoff_seconds: float = Field(1.0, ge=0)
     warmup_timeout_seconds: float = Field(5.0, gt=0)
 
+    # --- monitoring (monitor_pipeline) ---
+    # The API's prediction log (JSON Lines, one file per API worker); read-only is enough (see retention).
+    predictions_dir: Path = LOCAL_DIR / "predictions"
+    # Rows of penguins_predictions older than this are deleted, and so are fully loaded log files when
+    # PREDICTIONS_DIR is writable; 0 keeps everything forever.
+    predictions_retention_days: float = Field(30, ge=0)
+    drift_window_hours: float = Field(168, gt=0)
+    drift_min_records: int = Field(50, ge=2)
+    # A feature drifted when its test's p-value is below DRIFT_P_VALUE and its PSI is at least DRIFT_PSI.
+    drift_p_value: float = Field(0.01, gt=0, lt=1)
+    drift_psi: float = Field(0.2, ge=0)
+    drift_keep_reports: int = Field(24, ge=1)
+
     @field_validator("max_depth", mode="before")
     @classmethod
     def _empty_depth_is_none(cls, depth: object) -> object:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from app import metrics
-from app.deps import StoreDep
+from app.deps import SettingsDep, StoreDep
 from app.model_store import NO_MODEL_YET
 from app.schemas import Health, Readiness
 
@@ -30,5 +30,5 @@ async def ready(store: StoreDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
-    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+async def prometheus_metrics(settings: SettingsDep) -> Response:
+    return Response(metrics.render(settings.artifacts_dir), media_type=metrics.CONTENT_TYPE)

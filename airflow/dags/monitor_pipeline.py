@@ -1,0 +1,69 @@
+"""
+### monitor_pipeline
+
+Watches what the API answers for drift. Runs every hour (and by hand, or `make monitor`); never retrains.
+
+`load` (the new whole lines of the API's prediction log in `PREDICTIONS_DIR` into `penguins_predictions`;
+each file's loaded offset is committed with its rows, so reruns and crashes never duplicate or lose a record;
+then `PREDICTIONS_RETENTION_DAYS`) → `check_drift` (the last `DRIFT_WINDOW_HOURS` of predictions of the newest
+model version against that version's training split: KS test and PSI per measure, chi-square and PSI for
+island, sex and the predicted species; a report in `ARTIFACTS_DIR/reports/<run id>/`, `latest.json` last) →
+`announce` (emits the `penguins_drift` Asset only when something drifted; skipped otherwise).
+
+A feature drifted when its p-value < `DRIFT_P_VALUE` and its PSI >= `DRIFT_PSI`. Fewer than
+`DRIFT_MIN_RECORDS` predictions: the report says "not enough data" and flags nothing. The API shows the
+newest report at `/monitoring`. The logic lives in `penguins_pipeline.monitor_steps`.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from penguins_pipeline.schema import DRIFT_ASSET_NAME
+from penguins_pipeline.settings import get_settings
+from penguins_pipeline.task_runner import run_step
+
+DRIFT_ASSET = Asset(DRIFT_ASSET_NAME)
+SETTINGS = get_settings()
+
+
+@dag(
+    schedule="@hourly",
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["penguins", "monitoring"],
+    default_args={
+        "retries": SETTINGS.task_retries,
+        "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
+    },
+)
+def monitor_pipeline() -> None:
+    # Each task imports monitor_steps when it runs: it imports pandas and scipy, too heavy for every parse.
+    @task
+    def load() -> dict:
+        from penguins_pipeline import monitor_steps
+
+        return run_step(monitor_steps.load)
+
+    @task
+    def check_drift(loaded: dict) -> dict:
+        from penguins_pipeline import monitor_steps
+
+        # `loaded` only orders the tasks: the predictions come from penguins_predictions.
+        return run_step(monitor_steps.check_drift, get_current_context()["run_id"])
+
+    # A skipped task emits no Asset event (only a successful one does): no drift, no event.
+    @task(outlets=[DRIFT_ASSET], retries=0)
+    def announce(checked: dict, *, outlet_events: object = None) -> dict:
+        if not checked["drifted"]:
+            raise AirflowSkipException(f"no drift ({checked['status']}): no {DRIFT_ASSET_NAME} event")
+        outlet_events[DRIFT_ASSET].extra = checked  # type: ignore[index]
+        return checked
+
+    announce(check_drift(load()))
+
+
+monitor_pipeline()

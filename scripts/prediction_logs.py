@@ -1,0 +1,74 @@
+"""Prediction log files in the API's format (the monitor's tests and demos write them directly).
+
+One line per answered penguin, `predictions-<UTC start>-<pid>.jsonl`, as the API's writer does; see
+`penguins_pipeline.predictions_log` for the reading side.
+"""
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"]
+
+
+def file_name(start: datetime, pid: int) -> str:
+    return f"predictions-{start.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{pid}.jsonl"
+
+
+def records(
+    penguins: pd.DataFrame,
+    version: str,
+    end: datetime | None = None,
+    spacing: timedelta = timedelta(seconds=1),
+) -> list[dict[str, Any]]:
+    """One /predict record per row of `penguins` (FEATURES, species), answered `spacing` apart up to `end`."""
+    end = end or datetime.now(UTC)
+    out = []
+    for position, row in enumerate(penguins.to_dict("records")):
+        when = end - spacing * (len(penguins) - 1 - position)
+        out.append(
+            {
+                "request_id": uuid.uuid4().hex,
+                "item": 0,
+                "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "endpoint": "predict",
+                "model_version": version,
+                **{name: row[name] for name in FEATURES[:4]},
+                "island": row["island"],
+                "sex": row["sex"],
+                "species": row["species"],
+                "probabilities": {row["species"]: 1.0},
+            }
+        )
+    return out
+
+
+def lines(rows: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+def write_log(
+    folder: Path, rows: Iterable[dict[str, Any]], start: datetime, pid: int, tail: bytes = b""
+) -> Path:
+    """A log file holding `rows` as whole lines, then `tail` (e.g. half a line, as a killed writer leaves)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / file_name(start, pid)
+    path.write_bytes(lines(rows) + tail)
+    return path
+
+
+def shifted(penguins: pd.DataFrame, n: int, seed: int, **shifts: float) -> pd.DataFrame:
+    """`n` penguins drawn (seeded, with replacement) from `penguins`, each numeric column in `shifts` moved by
+    that many of its standard deviations."""
+    sample = penguins.sample(n=n, replace=True, random_state=np.random.RandomState(seed)).reset_index(
+        drop=True
+    )
+    for name, sigmas in shifts.items():
+        sample[name] = sample[name] + sigmas * penguins[name].std()
+    return sample

@@ -1,0 +1,155 @@
+"""/monitoring, /monitoring/drift.json and the drift gauges of /metrics, over reports written by the real
+monitor steps from real log files; the report page in headless Chromium with every outside request blocked."""
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from playwright.sync_api import Browser
+from prediction_logs import records, shifted, write_log
+from test_page import Visit, browser  # noqa: F401  (the module's Chromium, and a page opened offline)
+
+import penguins_contract as contract
+from penguins_pipeline import monitor_steps
+from penguins_pipeline.settings import PipelineSettings
+
+
+def make_report(
+    artifacts_dir: Path, version: str, penguins: pd.DataFrame, seed: int, **shifts: float
+) -> dict:
+    """Log 120 predictions of `version` (numeric columns moved by `shifts` standard deviations), run the
+    monitor's load and drift steps, return the published report."""
+    work = artifacts_dir.parent / f"monitor-{seed}"
+    settings = PipelineSettings(
+        artifacts_dir=artifacts_dir,
+        penguins_db_url=f"sqlite:///{work / 'penguins.db'}",
+        predictions_dir=work / "predictions",
+    )
+    now = datetime.now(UTC)
+    write_log(
+        settings.predictions_dir, records(shifted(penguins, 120, seed, **shifts), version, end=now), now, seed
+    )
+    monitor_steps.load(settings)
+    checked = monitor_steps.check_drift(settings, f"manual__{now.isoformat()}")
+    return json.loads((Path(checked["report"]) / contract.REPORT_JSON).read_text())
+
+
+def gauges(text: str) -> dict[str, float]:
+    """`name{labels}` -> value of every penguin_drift_* sample in a /metrics answer."""
+    found = re.findall(r"^(penguin_drift_\w+(?:\{[^}]*\})?) (\S+)$", text, flags=re.MULTILINE)
+    return {name: float(value) for name, value in found}
+
+
+def test_without_a_report_the_page_says_how_to_make_one(client: TestClient) -> None:
+    page = client.get("/monitoring")
+    assert page.status_code == 200
+    assert "no drift report yet" in page.text and "make monitor" in page.text
+    answer = client.get("/monitoring/drift.json")
+    assert answer.status_code == 404
+    assert "no drift report yet" in answer.json()["detail"]
+    assert gauges(client.get("/metrics").text) == {}
+
+
+def test_the_newest_report_is_served_as_written_and_exported_as_gauges(
+    client: TestClient, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    report = make_report(artifacts_dir, versions.main, clean_penguins, 31, flipper_length_mm=1.5)
+    folder = contract.latest_report(artifacts_dir)
+    assert folder is not None
+    page = client.get("/monitoring")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.content == (folder / contract.REPORT_HTML).read_bytes()
+    assert "script-src 'unsafe-inline'" in page.headers["content-security-policy"]
+    answer = client.get("/monitoring/drift.json")
+    assert answer.status_code == 200 and answer.json() == report
+
+    seen = gauges(client.get("/metrics").text)
+    assert seen['penguin_drift_feature_drifted{feature="flipper_length_mm"}'] == 1.0
+    assert seen['penguin_drift_feature_drifted{feature="bill_length_mm"}'] == 0.0
+    assert seen['penguin_drift_feature_drifted{feature="species"}'] == float(report["species"]["drifted"])
+    for feature, result in report["features"].items():
+        assert seen[f'penguin_drift_feature_p_value{{feature="{feature}"}}'] == pytest.approx(
+            result["p_value"]
+        )
+        assert seen[f'penguin_drift_feature_psi{{feature="{feature}"}}'] == pytest.approx(result["psi"])
+    assert seen["penguin_drift_detected"] == 1.0
+    assert seen["penguin_drift_report_predictions"] == 120.0
+    created = datetime.fromisoformat(report["created_at"]).timestamp()
+    assert seen["penguin_drift_report_timestamp_seconds"] == pytest.approx(created)
+
+    # A newer report, without drift, replaces it everywhere at once.
+    make_report(artifacts_dir, versions.main, clean_penguins, 32)
+    assert client.get("/monitoring/drift.json").json()["drifted"] is False
+    seen = gauges(client.get("/metrics").text)
+    assert seen["penguin_drift_detected"] == 0.0
+    assert seen['penguin_drift_feature_drifted{feature="flipper_length_mm"}'] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("pointer", "message"),
+    [
+        (b"{not json", "is not {"),
+        (b'{"report": "../models"}', "not a report id"),
+        (b'{"report": "gone"}', "does not"),
+    ],
+)
+def test_a_broken_pointer_is_a_503_naming_it_and_metrics_still_answer(
+    client: TestClient, artifacts_dir: Path, pointer: bytes, message: str
+) -> None:
+    (artifacts_dir / "reports").mkdir()
+    (artifacts_dir / "reports" / "latest.json").write_bytes(pointer)
+    for path in ("/monitoring", "/monitoring/drift.json"):
+        answer = client.get(path)
+        assert answer.status_code == 503
+        assert "latest.json" in answer.json()["detail"] and message in answer.json()["detail"]
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and gauges(metrics.text) == {}
+
+
+def test_every_worker_exports_the_same_gauges(
+    api_server, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    make_report(artifacts_dir, versions.main, clean_penguins, 33, body_mass_g=-1.5)
+    with api_server(artifacts_dir, API_WORKERS="2") as url:
+        scrapes = [gauges(httpx.get(f"{url}/metrics", timeout=10).text) for _ in range(6)]
+    assert all(scrape == scrapes[0] for scrape in scrapes)
+    assert scrapes[0]['penguin_drift_feature_drifted{feature="body_mass_g"}'] == 1.0
+    assert len([name for name in scrapes[0] if name.startswith("penguin_drift_feature_psi")]) == 7
+
+
+def test_the_report_page_shows_its_plots_offline(
+    browser: Browser,  # noqa: F811
+    api_server,
+    artifacts_dir: Path,
+    versions,
+    clean_penguins: pd.DataFrame,
+) -> None:
+    make_report(artifacts_dir, versions.main, clean_penguins, 34, bill_depth_mm=1.5)
+    with api_server(artifacts_dir) as url:
+        home = Visit(browser, url)
+        home.page.click("a[href='/monitoring']")
+        page = home.page
+        page.wait_for_selector("#distributions .main-svg", timeout=30_000)
+        assert "bill_depth_mm — DRIFTED" in page.inner_text("#distributions")
+        # Seven panels (four measures, island, sex, species), each with its training and recent traces.
+        assert page.locator("#distributions .subplot").count() == 7
+        assert page.evaluate("document.getElementById('distributions').data.length") == 14
+        assert page.inner_text("tr.drifted td:first-child") == "bill_depth_mm"
+        home.close()
+
+
+def test_a_report_missing_its_page_is_a_503_naming_the_file(
+    client: TestClient, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    make_report(artifacts_dir, versions.main, clean_penguins, 35)
+    folder = contract.latest_report(artifacts_dir)
+    assert folder is not None
+    (folder / contract.REPORT_HTML).unlink()
+    answer = client.get("/monitoring")
+    assert answer.status_code == 503 and "drift.html" in answer.json()["detail"]
+    assert client.get("/monitoring/drift.json").status_code == 200
