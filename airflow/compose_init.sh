@@ -37,4 +37,8 @@ airflow db migrate
 chown -R "${uid}:0" "${shared_dirs[@]}"
 chmod -R g+rwX "${shared_dirs[@]}"
 chmod 0770 "${auth_dir}"
+# The prediction log's volume: the API (a user of group 0, api/Dockerfile) writes it, Airflow only reads it.
+mkdir -p "${PREDICTIONS_DIR}"
+chgrp 0 "${PREDICTIONS_DIR}"
+chmod 2775 "${PREDICTIONS_DIR}"
 echo "airflow-init done: admin login '${AIRFLOW_ADMIN_USER}', shared folders owned by ${uid}:0"

@@ -4,10 +4,12 @@ Both run as one uvicorn worker (no access log, same flags), loaded in turn by De
 alternating servers so that both see the same background load; only ratios from one run are compared, each
 the median of the per-round ratios (a round runs the two servers back to back: these shared machines drift
 by tens of percent within a minute).
-Bodies rotate over real penguins, so nothing can be answered from a cache. Also: a 10,000-penguin batch
-in-process and over HTTP, the compiled forest walk against scikit-learn's predict_proba on the same rows,
-cold start (process start to the first 200 of /predict), RSS, and the nearest-neighbour search over a
-1,000,000-row training split. Writes bench/results/serving.json, prints a table.
+Bodies rotate over real penguins, so nothing can be answered from a cache. The API logs every prediction
+(app/prediction_log.py, its default): a third server with PREDICTIONS_LOG=false joins the throughput
+rounds, and the 10,000-penguin batch over HTTP runs on both in turns, to measure what the log costs.
+Also: a 10,000-penguin batch in-process, the compiled forest walk against scikit-learn's predict_proba on
+the same rows, cold start (process start to the first 200 of /predict), RSS, and the nearest-neighbour
+search over a 1,000,000-row training split. Writes bench/results/serving.json, prints a table.
 
     make bench                     # or: python bench/serving.py --seconds 8 --rounds 10
 """
@@ -92,8 +94,9 @@ def start_hello(port: int, log: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def start_api(port: int, artifacts_dir: Path, log: Path) -> subprocess.Popen:
-    """This API as `make api` runs it: one uvicorn worker, no access log."""
+def start_api(port: int, artifacts_dir: Path, log: Path, **settings: str) -> subprocess.Popen:
+    """This API as `make api` runs it: one uvicorn worker, no access log, its prediction log on (the default)
+    beside `artifacts_dir`; `settings` change any of that."""
     return start(
         [sys.executable, "-m", "app"],
         {
@@ -104,6 +107,8 @@ def start_api(port: int, artifacts_dir: Path, log: Path) -> subprocess.Popen:
             "API_WORKERS": "1",
             "API_ACCESS_LOG": "false",
             "API_LOG_LEVEL": "warning",
+            "PREDICTIONS_DIR": str(artifacts_dir.parent / "predictions"),
+            **settings,
         },
         log,
     )
@@ -184,10 +189,14 @@ def alternate(
     return summary
 
 
-def per_round_ratio(summary: dict[str, Any], key: str) -> float:
-    """Median over rounds of predict's figure over hello's, both measured back to back in that round."""
-    pairs = zip(summary["predict"]["runs"], summary["hello"]["runs"], strict=True)
-    return statistics.median(predict[key] / hello[key] for predict, hello in pairs)
+def per_round_ratio(summary: dict[str, Any], key: str, over: str = "hello") -> float:
+    """Median over rounds of predict's figure over `over`'s, both measured back to back in that round."""
+    pairs = zip(summary["predict"]["runs"], summary[over]["runs"], strict=True)
+    return statistics.median(mine[key] / theirs[key] for mine, theirs in pairs)
+
+
+def batch_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/predict/batch"
 
 
 def train_version(folder: Path) -> str:
@@ -336,28 +345,37 @@ def main() -> None:
             # First, before minutes of load slow these machines down (their CPU-time budget runs low).
             in_process_results = in_fresh_process(in_process, work / "artifacts", version, penguins)
             neighbors_1m = in_fresh_process(million_row_neighbors, work / "artifacts", version)
-            hello_port, api_port = free_port(), free_port()
+            hello_port, api_port, log_off_port = free_port(), free_port(), free_port()
             hello = start_hello(hello_port, work / "hello.log")
             servers.append(hello)
+            # The API as configured by default (prediction log on), and the same with the log off.
             api = start_api(api_port, work / "artifacts", work / "api.log")
             servers.append(api)
+            log_off = start_api(
+                log_off_port, work / "artifacts", work / "api-log-off.log", PREDICTIONS_LOG="false"
+            )
+            servers.append(log_off)
             urls = {
                 "hello": f"http://127.0.0.1:{hello_port}/predict",
                 "predict": f"http://127.0.0.1:{api_port}/predict",
+                "predict_log_off": f"http://127.0.0.1:{log_off_port}/predict",
             }
             cold_start = wait_for_200(urls["predict"], penguins[0], api)
             wait_for_200(urls["hello"], penguins[0], hello)
+            wait_for_200(urls["predict_log_off"], penguins[0], log_off)
 
             targets = {
                 name: (url, psutil.Process(server.pid))
-                for (name, url), server in zip(urls.items(), (hello, api), strict=True)
+                for (name, url), server in zip(urls.items(), (hello, api, log_off), strict=True)
             }
             throughput = alternate(targets, script, args.connections, args.seconds, max(args.rounds, 2))
+            del targets["predict_log_off"]
             single = alternate(targets, script, 1, args.seconds, max(args.rounds, 2))
             batch_body = {"instances": [penguins[i % len(penguins)] for i in range(10_000)]}
-            batch_url = f"http://127.0.0.1:{api_port}/predict/batch"
-            http_batch = timed(
-                lambda: httpx.post(batch_url, json=batch_body, timeout=60).raise_for_status(), 5
+            http_batch_log_off, http_batch, batch_log_cost = timed_in_turns(
+                lambda: httpx.post(batch_url(log_off_port), json=batch_body, timeout=60).raise_for_status(),
+                lambda: httpx.post(batch_url(api_port), json=batch_body, timeout=60).raise_for_status(),
+                5,
             )
             rss = psutil.Process(api.pid).memory_info().rss
             results = {
@@ -372,10 +390,19 @@ def main() -> None:
                     "single_connection_p50_predict_over_hello": per_round_ratio(single, "p50_ms"),
                     "server_cpu_per_request_hello_over_predict": 1
                     / per_round_ratio(throughput, "server_cpu_us_per_request"),
+                    # What the prediction log costs: req/s on ÷ off (below 1: fewer), batch time on ÷ off.
+                    "throughput_log_on_over_off": per_round_ratio(
+                        throughput, "requests_per_second", over="predict_log_off"
+                    ),
+                    "server_cpu_per_request_log_on_over_off": per_round_ratio(
+                        throughput, "server_cpu_us_per_request", over="predict_log_off"
+                    ),
+                    "http_batch_10000_log_on_over_off": batch_log_cost,
                 },
                 "cold_start_s": cold_start,
                 "rss_mb_after_load": rss / 2**20,
                 "http_batch_10000_no_neighbors_ms": http_batch * 1e3,
+                "http_batch_10000_log_off_ms": http_batch_log_off * 1e3,
                 "in_process": in_process_results,
                 "neighbors_1m": neighbors_1m,
             }  # fmt: skip

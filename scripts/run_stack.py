@@ -132,6 +132,8 @@ def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, 
     child["API_PORT"] = str(config.api_port)
     child.setdefault("API_URL", config.api_url)
     child["ARTIFACTS_DIR"] = str(repo_path(env.get("ARTIFACTS_DIR") or "artifacts"))
+    # The API writes its prediction log there, monitor_pipeline (an Airflow task) reads it: one folder.
+    child["PREDICTIONS_DIR"] = str(repo_path(env.get("PREDICTIONS_DIR") or ".local/predictions"))
     return child
 
 
@@ -349,6 +351,7 @@ def print_settings(stack: Stack) -> None:
         f"Airflow metadata: {metadata}\n"
         f"Data store:       {describe_db(env.get('PENGUINS_DB_URL'), 'SQLite in .local/')}\n"
         f"Artifacts:        {env['ARTIFACTS_DIR']}\n"
+        f"Prediction log:   {env['PREDICTIONS_DIR']}\n"
         "Starting the API, migrating the Airflow database, then api-server, dag-processor and scheduler...",
         flush=True,
     )

@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.config import Settings
 from app.model_store import NO_MODEL_YET, ModelStore, PredictBatcher
+from app.prediction_log import RequestRecorder
 from app.predictor import Predictor
 
 
@@ -40,15 +41,23 @@ async def get_predictor(request: Request) -> Predictor:
     return _served(_store(request).predictor)
 
 
-async def get_batcher(request: Request) -> PredictBatcher:
-    """The served version's batcher: /predict's answer comes from that one version."""
-    return _served(_store(request).batcher)
+async def get_batcher(request: Request) -> tuple[Predictor, PredictBatcher]:
+    """The served version and its batcher, read together (a swap replaces both at once): /predict's answer
+    comes from that one version, and its log record names that version's categories."""
+    store = _store(request)
+    return _served(store.predictor), _served(store.batcher)
+
+
+async def get_recorder(request: Request) -> RequestRecorder:
+    """This worker's prediction log, bound to the id RequestIdMiddleware gave this request."""
+    return RequestRecorder(request.app.state.prediction_log, request.state.request_id)
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-BatcherDep = Annotated[PredictBatcher, Depends(get_batcher)]
+BatcherDep = Annotated[tuple[Predictor, PredictBatcher], Depends(get_batcher)]
+RecorderDep = Annotated[RequestRecorder, Depends(get_recorder)]
 
 _bearer = HTTPBearer(auto_error=False, description="WARMUP_TOKEN, when the server sets one")
 

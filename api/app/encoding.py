@@ -36,6 +36,8 @@ class FeatureEncoder:
             if len(lowered) != len(cats) or not cats:
                 raise ValueError(f"{field} has no categories, or categories that differ only by case: {cats}")
             self._index[field] = lowered
+        # A known category, lowered -> the model's own spelling ("FEMALE".lower() -> "female").
+        self.spelling = {field: {c.lower(): c for c in cats} for field, cats in self.categories.items()}
         # Row i of each table is the one-hot block of category i.
         self._one_hot = {field: np.eye(len(cats)) for field, cats in self.categories.items()}
 

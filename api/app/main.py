@@ -11,8 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from app import errors, metrics, openapi
 from app.core.config import Settings, get_settings
 from app.loader import LoadError
-from app.middleware import BodyLimitMiddleware, MetricsMiddleware
+from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from app.model_store import ModelStore, NoPromotedVersionError
+from app.prediction_log import start_prediction_log
 from app.routers import docs, health, inference_v2, model, monitoring, page, predict, vendor, warmup
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ModelStore(settings.artifacts_dir, settings.api_near_tie_margin)
         app.state.model_store = store
+        app.state.prediction_log = prediction_log = start_prediction_log(settings)
         try:
             await store.refresh()
         except (NoPromotedVersionError, LoadError) as err:
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poller
+        if prediction_log is not None:
+            prediction_log.close()  # after the last answer: uvicorn runs this once connections are done
         metrics.worker_exiting()
 
     app = FastAPI(
@@ -67,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         drain_limit=settings.api_max_drain_bytes,
         limits_by_pattern=[(inference_v2.INFER_PATH, settings.api_max_batch_body_bytes)],
     )
-    app.add_middleware(MetricsMiddleware)  # added last = outermost: 413s are counted too
+    app.add_middleware(MetricsMiddleware)  # outside the body limit: 413s are counted too
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: every answer carries X-Request-ID
     return app
 
 

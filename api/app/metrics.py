@@ -46,6 +46,20 @@ MODEL_INFO = Gauge(
 MODEL_LOAD_FAILURES = Counter(
     "penguins_model_load_failures_total", "Model versions refused or unreadable, by reason", ["reason"]
 )
+# The prediction log (app/prediction_log.py), counted by its writer thread. Counters add up across workers.
+LOG_RECORDS = Counter(
+    "penguins_prediction_log_records_total", "Prediction records written to PREDICTIONS_DIR"
+)
+LOG_ERRORS = Counter(
+    "penguins_prediction_log_errors_total",
+    "Failed writes to PREDICTIONS_DIR (their records are lost), by reason",
+    ["reason"],
+)
+LOG_DROPPED = Counter(
+    "penguins_prediction_log_dropped_total",
+    "Prediction records not written, by reason: queue_full (the writer lags), write_failed (see errors)",
+    ["reason"],
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Any token is a valid HTTP method: label the standard ones, lump the rest, so series stay bounded.

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -11,6 +12,41 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
 from app.open_inference import is_v2_path
+
+# A client's X-Request-ID is kept when it is 1..128 printable ASCII characters (the prediction log's format).
+_VALID_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,128}").fullmatch
+
+
+def _uuid4_hex() -> bytes:
+    """`uuid.uuid4().hex`, encoded, without building a UUID object (most of uuid4's cost)."""
+    random = bytearray(os.urandom(16))
+    random[6] = random[6] & 0x0F | 0x40  # version 4
+    random[8] = random[8] & 0x3F | 0x80  # RFC 4122 variant
+    return random.hex().encode()
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the client's X-Request-ID when valid, else a new uuid4 hex), puts it in
+    `request.state.request_id` for the routes (the prediction log) and returns it on every response, the
+    413s and errors answered by other middleware included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+        raw = sent if sent is not None and _VALID_REQUEST_ID(sent) else _uuid4_hex()
+        scope.setdefault("state", {})["request_id"] = raw.decode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class MetricsMiddleware:

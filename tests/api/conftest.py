@@ -36,7 +36,9 @@ def artifacts_dir(tmp_path: Path, versions) -> Path:
 
 @contextmanager
 def app_client(artifacts_dir: Path, **settings: object) -> Iterator[TestClient]:
-    """The app with its lifespan (model store, poller every 0.2 s) over `artifacts_dir`."""
+    """The app with its lifespan (model store, poller every 0.2 s) over `artifacts_dir`; its prediction log
+    beside it, in `predictions` (not the repository's .local/)."""
+    settings.setdefault("predictions_dir", artifacts_dir.parent / "predictions")
     app = create_app(Settings(artifacts_dir=artifacts_dir, api_model_poll_seconds=0.2, **settings))
     with TestClient(app) as test_client:
         yield test_client
@@ -79,7 +81,8 @@ def api_server() -> object:
 
 @contextmanager
 def running_api(artifacts_dir: Path, **env: str) -> Iterator[str]:
-    """`python -m app` as users start it, on a free port; yields its base URL once /health answers."""
+    """`python -m app` as users start it, on a free port; yields its base URL once /health answers. Its
+    prediction log goes beside `artifacts_dir`, in `predictions`, unless `PREDICTIONS_DIR` is given."""
     port = free_port()
     environment = {
         **os.environ,
@@ -88,6 +91,7 @@ def running_api(artifacts_dir: Path, **env: str) -> Iterator[str]:
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),
         "API_MODEL_POLL_SECONDS": "0.2",
+        "PREDICTIONS_DIR": str(artifacts_dir.parent / "predictions"),
         **env,
     }
     url = f"http://127.0.0.1:{port}"

@@ -19,7 +19,14 @@ def test_a_short_serving_benchmark_measures_every_figure_and_renders_its_table(
         assert results["throughput"][name]["requests_per_second"] > 0
         assert len(results["throughput"][name]["runs"]) == 2
         assert results["single_connection"][name]["p50_ms"] > 0
+    # The prediction log's cost: a server with PREDICTIONS_LOG=false in the same rounds, batches in turns.
+    assert len(results["throughput"]["predict_log_off"]["runs"]) == 2
+    assert results["ratios"]["throughput_log_on_over_off"] > 0
+    assert results["ratios"]["server_cpu_per_request_log_on_over_off"] > 0
+    assert results["http_batch_10000_log_off_ms"] > 0 and results["http_batch_10000_no_neighbors_ms"] > 0
+    assert results["ratios"]["http_batch_10000_log_on_over_off"] > 0
     assert all(value > 0 for value in results["in_process"].values())
     assert results["cold_start_s"] > 0 and results["neighbors_1m"]["rows"] == 1_000_000
     assert "| `POST /predict` |" in done.stdout  # the README's tables, printed
+    assert "with the prediction log ÷ without" in done.stdout
     assert f"written to {results_file}" in done.stdout

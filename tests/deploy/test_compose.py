@@ -151,6 +151,24 @@ def test_artifacts_are_one_host_folder_written_by_airflow_and_read_by_the_api(ba
     assert base["api"]["environment"]["ARTIFACTS_DIR"] == "/opt/artifacts"
 
 
+@pytest.mark.parametrize(
+    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.celery.yml"]]
+)
+def test_the_prediction_log_is_a_named_volume_written_by_the_api_and_read_by_airflow(
+    files: list[str], tmp_path: Path
+) -> None:
+    services = resolved(*files, tmp_path=tmp_path)["services"]
+    for name, service in services.items():
+        if name in ("mysql", "airflow-db", "redis"):
+            assert "/opt/predictions" not in mounts(service), name
+            continue
+        log = mounts(service)["/opt/predictions"]
+        assert (log["type"], log["source"]) == ("volume", "predictions"), name
+        # Read-only for Airflow; airflow-init hands the folder to group 0 (the API's group) first.
+        assert bool(log.get("read_only")) is (name not in ("api", "airflow-init")), name
+        assert service["environment"]["PREDICTIONS_DIR"] == "/opt/predictions", name
+
+
 def test_databases_keep_their_data_in_named_volumes(base: dict[str, Any]) -> None:
     assert mounts(base["mysql"])["/var/lib/mysql"]["type"] == "volume"
     assert mounts(base["airflow-db"])["/var/lib/postgresql/data"]["type"] == "volume"

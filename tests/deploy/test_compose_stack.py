@@ -7,6 +7,7 @@ once; faults (mysql stopped mid-run, the API killed under load); the Celery over
 Needs `../shared/container-engine/engine-up.sh` or any Docker engine.
 """
 
+import json
 import os
 import secrets
 import threading
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from compose_stack import CELERY, LONG_RUNNING, ComposeStack, engine_problem, running, wait_for
+from compose_stack import CELERY, LONG_RUNNING, ComposeStack, StackError, engine_problem, running, wait_for
+
+from app.schemas import EXAMPLE_PENGUIN
 
 pytestmark = pytest.mark.compose
 
@@ -96,6 +99,31 @@ def test_artifacts_belong_to_the_non_root_airflow_uid(stack: ComposeStack, first
     owners = {path.relative_to(stack.root): path.stat().st_uid for path in [artifacts, *artifacts.rglob("*")]}
     assert Path("artifacts") / "models" / first_version / "model.joblib" in owners
     assert set(owners.values()) == {NON_ROOT_UID}, owners
+
+
+def test_the_api_logs_predictions_to_a_volume_airflow_reads_but_cannot_write(
+    stack: ComposeStack, first_version: str
+) -> None:
+    answer = httpx.post(
+        f"{stack.api_url}/predict", json=EXAMPLE_PENGUIN, headers={"X-Request-ID": "compose-log"}, timeout=10
+    )
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "compose-log"
+
+    read_every_file = "cat /opt/predictions/*.jsonl"
+
+    def from_airflow() -> str | None:
+        try:
+            lines = stack.compose("exec", "-T", "airflow-scheduler", "sh", "-c", read_every_file)
+        except StackError:
+            return None  # no file yet
+        return next((line for line in lines.splitlines() if '"request_id":"compose-log"' in line), None)
+
+    record = json.loads(wait_for("the record, read by Airflow", from_airflow, timeout=30))
+    assert (record["species"], record["model_version"]) == (answer.json()["species"], first_version)
+    refused = stack.compose(
+        "exec", "-T", "airflow-scheduler", "sh", "-c", "touch /opt/predictions/x 2>&1 || echo read-only"
+    )
+    assert "read-only" in refused
 
 
 def test_down_then_up_serves_the_same_version_without_retraining(

@@ -68,6 +68,8 @@ def test_the_child_environment_matches_compose(run_stack: ModuleType) -> None:
     assert child["API_PORT"] == "18000"
     # Task processes run in other working directories: a relative folder is made absolute from the repo.
     assert child["ARTIFACTS_DIR"] == str(REPO / "my-artifacts")
+    # The API writes the prediction log where monitor_pipeline's task processes read it.
+    assert child["PREDICTIONS_DIR"] == str(REPO / ".local" / "predictions")
     assert child["PYTHONPATH"].split(os.pathsep) == [
         f"{REPO}/contract",
         f"{REPO}/airflow/include",

@@ -35,8 +35,13 @@ class Settings(BaseSettings):
     api_max_batch_size: int = Field(10_000, ge=1)
     # Top two probabilities closer than this: the answer carries a near-tie warning.
     api_near_tie_margin: float = Field(0.2, ge=0, le=1)
+    # Every answered penguin is appended here (app/prediction_log.py), one file per worker process.
+    predictions_dir: Path = REPO_ROOT / ".local" / "predictions"
+    predictions_log: bool = True
+    predictions_rotate_bytes: int = Field(64 * MIB, gt=0)
+    predictions_rotate_seconds: float = Field(3600.0, gt=0)
 
-    @field_validator("artifacts_dir")
+    @field_validator("artifacts_dir", "predictions_dir")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         """Resolved once, so a later chdir (or a worker started elsewhere) reads the same folder."""

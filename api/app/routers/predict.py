@@ -6,7 +6,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Response, status
 
 from app import metrics
-from app.deps import BatcherDep, PredictorDep, SettingsDep
+from app.deps import BatcherDep, PredictorDep, RecorderDep, SettingsDep
 from app.model_store import NO_MODEL_YET
 from app.schemas import BatchPrediction, BatchRequest, ErrorMessage, PenguinFeatures, Prediction
 
@@ -24,15 +24,22 @@ def _json(content: Any) -> Response:
 
 
 @router.post("/predict", response_model=Prediction, responses=_ERRORS)
-async def predict(penguin: PenguinFeatures, batcher: BatcherDep) -> Response:
+async def predict(penguin: PenguinFeatures, served: BatcherDep, record: RecorderDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
+    predictor, batcher = served
     answer = await batcher.submit(penguin)
     metrics.count_predictions(answer["species"])
+    record("predict", (penguin,), (answer,), predictor.encoder)
     return _json(answer)
 
 
 @router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS)
-def predict_batch(batch: BatchRequest, predictor: PredictorDep, settings: SettingsDep) -> Response:
+def predict_batch(
+    batch: BatchRequest,
+    predictor: PredictorDep,
+    settings: SettingsDep,
+    record: RecorderDep,
+) -> Response:
     """Up to API_MAX_BATCH_SIZE penguins, each answered as by /predict (neighbours only if asked).
 
     A plain `def`: FastAPI runs it in a worker thread, so a big batch does not stall other requests.
@@ -51,4 +58,5 @@ def predict_batch(batch: BatchRequest, predictor: PredictorDep, settings: Settin
         )
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
     metrics.count_species(p["species"] for p in predictions)
+    record("predict_batch", batch.instances, predictions, predictor.encoder)
     return _json({"model_version": predictor.version, "predictions": predictions})

@@ -1,0 +1,247 @@
+"""The prediction log: every answered penguin, one JSON line, in PREDICTIONS_DIR (the format is fixed in the
+README's "Prediction log" section; monitor_pipeline loads it into `penguins_predictions`).
+
+Serving never waits on the disk: a request turns its answers into whole lines (orjson) and hands them to this
+worker process's writer thread, which appends everything pending with one `os.write` on an O_APPEND fd every
+FLUSH_SECONDS. A line is written whole or ends without its newline (a crash mid-write), and readers take only
+lines that end with a newline, so no half record is ever read as whole. Each process writes its own file, so
+workers never interleave. When the writer lags (more than MAX_PENDING_BYTES waiting) new records are dropped
+and counted instead of blocking; a failing disk or folder is logged once per episode, counted, never fails a
+prediction, and the writer starts a new file once the folder accepts writes again.
+"""
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from app import metrics
+from app.core.config import Settings
+from app.encoding import FeatureEncoder
+from app.schemas import PenguinFeatures
+
+log = logging.getLogger(__name__)
+
+Endpoint = Literal["predict", "predict_batch", "v2_infer"]
+# How often the writer appends what is pending: the records a SIGKILL may lose are at most this old.
+FLUSH_SECONDS = 0.1
+# Lines waiting for the writer, in bytes (a 10,000-penguin batch is ~3.5 MB): above this, records are dropped.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+# How long shutdown waits for the last flush.
+CLOSE_SECONDS = 10.0
+_BETWEEN_RECORDS, _BETWEEN_LINES = b'},{"request_id":', b'}\n{"request_id":'
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+
+
+def _reason(error: OSError) -> str:
+    """A bounded label for /metrics."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission"
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "folder_missing"
+    return "io_error"
+
+
+class PredictionLog:
+    """This process's writer: `record` from any thread, `start` and `close` from the app's lifespan."""
+
+    def __init__(self, folder: Path, rotate_bytes: int, rotate_seconds: float) -> None:
+        self.folder = folder
+        self._rotate_bytes = rotate_bytes
+        self._rotate_seconds = rotate_seconds
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._pending_records = 0
+        self._second = (-1, "")  # the last second _now formatted, and its text
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        # Touched by the writer thread only.
+        self._fd: int | None = None
+        self._size = 0
+        self._opened_at = 0.0
+        self._failing: str | None = None
+
+    def record(
+        self,
+        request_id: str,
+        endpoint: Endpoint,
+        penguins: Sequence[PenguinFeatures],
+        answers: Sequence[Mapping[str, Any]],
+        encoder: FeatureEncoder,
+    ) -> None:
+        """Queue one record per answered penguin (item = its position), never blocking.
+
+        `encoder` is the answering version's: island and sex (known: they were answered) are logged in the
+        model's spelling."""
+        now = self._now()
+        islands, sexes = encoder.spelling["island"], encoder.spelling["sex"]
+        records = [
+            {
+                "request_id": request_id,
+                "item": item,
+                "time": now,
+                "endpoint": endpoint,
+                "model_version": answer["model_version"],
+                "bill_length_mm": penguin.bill_length_mm,
+                "bill_depth_mm": penguin.bill_depth_mm,
+                "flipper_length_mm": penguin.flipper_length_mm,
+                "body_mass_g": penguin.body_mass_g,
+                "island": islands[penguin.island.lower()],
+                "sex": sexes[penguin.sex.lower()],
+                "species": answer["species"],
+                "probabilities": answer["probabilities"],
+            }
+            for item, (penguin, answer) in enumerate(zip(penguins, answers, strict=True))
+        ]
+        # One dump of the whole list, cut into lines where one record ends and the next begins, is much
+        # cheaper than a dump per record. The cut is exact: inside a JSON string every quote is escaped, so
+        # `},{"request_id":` is found only between records (request_id is every record's first key).
+        lines = orjson.dumps(records)[1:-1].replace(_BETWEEN_RECORDS, _BETWEEN_LINES) + b"\n"
+        with self._lock:
+            if self._pending_bytes + len(lines) > MAX_PENDING_BYTES:
+                full = True
+            else:
+                full = False
+                self._pending.append(lines)
+                self._pending_bytes += len(lines)
+                self._pending_records += len(penguins)
+        if full:
+            metrics.LOG_DROPPED.labels("queue_full").inc(len(penguins))
+
+    def _now(self) -> str:
+        """The UTC time as 2026-11-30T23:15:00.123456Z, the part up to the second formatted once a second
+        rather than once a record."""
+        now = time.time()
+        second = int(now)
+        formatted_second, prefix = self._second  # one tuple: threads never see a half update
+        if second != formatted_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Write what is pending, then close the file (the lifespan's shutdown)."""
+        self._stop.set()
+        self._thread.join(CLOSE_SECONDS)
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            try:
+                self._flush()
+            except Exception:  # a bug must not end the thread: serving would then only drop records
+                log.exception("prediction log: unexpected error while writing")
+        self._flush()
+        self._close_file()
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, count = self._pending, self._pending_records
+            self._pending, self._pending_bytes, self._pending_records = [], 0, 0
+        if self._fd is not None and time.monotonic() - self._opened_at > self._rotate_seconds:
+            self._close_file()
+        if pending:
+            self._write(b"".join(pending), count)
+
+    def _write(self, lines: bytes, count: int) -> None:
+        try:
+            fd = self._fd if self._fd is not None else self._open()
+            written = os.write(fd, lines)
+        except OSError as error:
+            self._failed(error, count)
+            return
+        if written != len(lines):  # the disk filled up mid-write: keep the whole lines, cut the rest off
+            whole = lines.rfind(b"\n", 0, written) + 1
+            kept = lines.count(b"\n", 0, whole)
+            self._wrote(whole, kept)
+            self._failed(OSError(errno.ENOSPC, "no space left (short write)", str(self.folder)), count - kept)
+            return
+        self._wrote(written, count)
+        if self._failing is not None:
+            log.warning("prediction log: writing to %s again", self.folder)
+            self._failing = None
+        if self._size >= self._rotate_bytes:
+            self._close_file()
+
+    def _wrote(self, size: int, count: int) -> None:
+        self._size += size
+        metrics.LOG_RECORDS.inc(count)
+
+    def _open(self) -> int:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            path = self.folder / f"predictions-{started}-{os.getpid()}.jsonl"
+            try:
+                self._fd = os.open(path, _OPEN_FLAGS, 0o644)
+            except FileExistsError:  # rotated twice within a microsecond
+                continue
+            self._size, self._opened_at = 0, time.monotonic()
+            return self._fd
+
+    def _failed(self, error: OSError, count: int) -> None:
+        reason = _reason(error)
+        metrics.LOG_ERRORS.labels(reason).inc()
+        metrics.LOG_DROPPED.labels("write_failed").inc(count)
+        if self._failing != reason:  # once per episode, not once per flush
+            log.error(
+                "prediction log: cannot write to %s (%s): predictions are served but not logged until it "
+                "accepts writes again",
+                self.folder,
+                error,
+            )
+            self._failing = reason
+        if self._fd is not None:
+            # Cut a partly written line off, so the file ends with a whole line and takes the next flush;
+            # if even that fails, never append to it again (its last line has no newline: not a record).
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self._close_file()
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecorder:
+    """The prediction log bound to one request's id: what the routes get (one dependency, not two)."""
+
+    log: PredictionLog | None  # None with PREDICTIONS_LOG=false
+    request_id: str
+
+    def __call__(
+        self,
+        endpoint: Endpoint,
+        penguins: Sequence[PenguinFeatures],
+        answers: Sequence[Mapping[str, Any]],
+        encoder: FeatureEncoder,
+    ) -> None:
+        if self.log is not None:
+            self.log.record(self.request_id, endpoint, penguins, answers, encoder)
+
+
+def start_prediction_log(settings: Settings) -> PredictionLog | None:
+    """This process's running log, or None with PREDICTIONS_LOG=false (no thread, no file)."""
+    if not settings.predictions_log:
+        return None
+    prediction_log = PredictionLog(
+        settings.predictions_dir, settings.predictions_rotate_bytes, settings.predictions_rotate_seconds
+    )
+    prediction_log.start()
+    return prediction_log
