@@ -209,3 +209,31 @@ def test_the_test_client_logs_beside_its_artifacts(client: TestClient, artifacts
     while not records(artifacts_dir.parent / "predictions") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(records(artifacts_dir.parent / "predictions")) == 1
+
+
+def test_v2_infer_answers_are_recorded_as_predict_answers_are(
+    artifacts_dir: Path, api_server, tmp_path: Path
+) -> None:
+    folder = tmp_path / "predictions"
+    sent = [EXAMPLE_PENGUIN, GENTOO_ON_BISCOE]
+    inputs = [
+        {
+            "name": name,
+            "shape": [len(sent)],
+            "datatype": "BYTES" if isinstance(EXAMPLE_PENGUIN[name], str) else "FP64",
+            "data": [penguin[name] for penguin in sent],
+        }
+        for name in EXAMPLE_PENGUIN
+    ]
+    with api_server(artifacts_dir, PREDICTIONS_DIR=str(folder)) as url, httpx.Client(base_url=url) as http:
+        v2 = http.post("/v2/models/penguins/infer", json={"inputs": inputs}, headers={"X-Request-ID": "v2/7"})
+        batch = http.post("/predict/batch", json={"instances": sent})
+    assert v2.status_code == 200 and v2.headers["x-request-id"] == "v2/7", v2.text
+    found = sorted((r for r in records(folder) if r["request_id"] == "v2/7"), key=lambda r: r["item"])
+    for record in found:
+        del record["time"]
+    # The same penguins through /predict/batch: the same model, so the same record but for id and endpoint.
+    assert found == [
+        expected("v2/7", i, "v2_infer", penguin, answer)
+        for i, (penguin, answer) in enumerate(zip(sent, batch.json()["predictions"], strict=True))
+    ]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic.json_schema import models_json_schema
 
 from app import metrics
-from app.deps import SettingsDep, StoreDep
+from app.deps import RecorderDep, SettingsDep, StoreDep
 from app.model_store import NO_MODEL_YET, ModelStore
 from app.open_inference import (
     MODEL_NAME,
@@ -23,6 +23,7 @@ from app.open_inference import (
     model_metadata,
     parse_infer_request,
 )
+from app.prediction_log import RequestRecorder
 from app.predictor import Predictor
 from app.routers.predict import _json
 from app.schemas import (
@@ -174,12 +175,14 @@ async def model_version_ready(model_name: ModelName, model_version: str, store: 
     responses=_INFER_ERRORS,
     openapi_extra=_REQUEST_BODY,
 )
-async def infer(model_name: ModelName, request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+async def infer(
+    model_name: ModelName, request: Request, store: StoreDep, settings: SettingsDep, record: RecorderDep
+) -> Response:
     """Species and probabilities of n penguins, given as one tensor per feature (shape [n] or [n, 1]).
 
     `parameters.warnings` of the answer is JSON text: a list with one list per penguin of /predict's warnings.
     """
-    return await _answer(store, _served(store, model_name), request, settings.api_max_batch_size)
+    return await _answer(store, _served(store, model_name), request, settings.api_max_batch_size, record)
 
 
 @router.post(
@@ -189,15 +192,22 @@ async def infer(model_name: ModelName, request: Request, store: StoreDep, settin
     openapi_extra=_REQUEST_BODY,
 )
 async def infer_version(
-    model_name: ModelName, model_version: str, request: Request, store: StoreDep, settings: SettingsDep
+    model_name: ModelName,
+    model_version: str,
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    record: RecorderDep,
 ) -> Response:
     """As /v2/models/penguins/infer, if the URL names the served version."""
     return await _answer(
-        store, _served(store, model_name, model_version), request, settings.api_max_batch_size
+        store, _served(store, model_name, model_version), request, settings.api_max_batch_size, record
     )
 
 
-async def _answer(store: ModelStore, predictor: Predictor, request: Request, max_rows: int) -> Response:
+async def _answer(
+    store: ModelStore, predictor: Predictor, request: Request, max_rows: int, record: RequestRecorder
+) -> Response:
     # Read with the predictor, no await in between: the batcher of that very version.
     batcher = store.group_batcher
     json_length = _json_length(request.headers.get(BINARY_HEADER))
@@ -209,6 +219,7 @@ async def _answer(store: ModelStore, predictor: Predictor, request: Request, max
     else:
         inference, answers = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length)
     metrics.count_species(answer["species"] for answer in answers)
+    record("v2_infer", inference.penguins, answers, predictor.encoder)
     return _json(infer_response(inference, answers, predictor.classes, predictor.version))
 
 
