@@ -57,7 +57,10 @@ IMAGES = {
     "airflow-task-log.png": "the log of data_pipeline's clean task",
     "api-page.png": "the API page with a model, before a prediction",
     **{f"predict-{name.lower()}.png": f"a real {name} penguin predicted, with its chart" for name in SPECIES},
+    "monitoring-report.png": "monitor_pipeline's drift report at /monitoring, after shifted predictions",
 }
+# Real penguins sent with their flippers this much longer, for the report to have a drift to show.
+FLIPPER_SHIFT_MM = 15
 
 
 class ScreenshotError(Exception):
@@ -263,6 +266,33 @@ def shoot_api(browser: Browser, stack: Stack, out: Path) -> None:
     page.close()
 
 
+def shoot_monitoring(browser: Browser, stack: Stack, out: Path) -> None:
+    """Predictions logged by the API, a monitor_pipeline run triggered as the UI does, then its report."""
+    import palmerpenguins
+
+    table = palmerpenguins.load_penguins().dropna().sample(150, random_state=0)
+    table["flipper_length_mm"] += FLIPPER_SHIFT_MM
+    instances = table[[*penguin_per_species()["Adelie"]]].to_dict("records")
+    answered = httpx.post(f"{stack.api_url}/predict/batch", json={"instances": instances}, timeout=30)
+    answered.raise_for_status()
+    time.sleep(0.5)  # past the prediction log's flush period
+    response = stack.rest.post("/api/v2/dags/monitor_pipeline/dagRuns", json={"logical_date": None})
+    response.raise_for_status()
+    run_id = quote(response.json()["dag_run_id"], safe="")
+
+    def ended() -> str | None:
+        state = stack.rest.get(f"/api/v2/dags/monitor_pipeline/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    if stack.wait_for("the monitor_pipeline run", ended, 300) != "success":
+        raise ScreenshotError(f"monitor_pipeline failed; logs in {stack.state}")
+    page = new_page(browser)
+    page.goto(f"{stack.api_url}/monitoring")
+    expect(page.locator("#distributions .main-svg").first).to_be_visible()
+    save(page, out, "monitoring-report.png")
+    page.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -289,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.wait_for("a served model", lambda: stack.api_status("/ready") == 200, 120)
             shoot_airflow(browser, stack, runs, out)
             shoot_api(browser, stack, out)
+            shoot_monitoring(browser, stack, out)
     except ScreenshotError as error:
         keep = True
         print(f"make screenshots: {error}", file=sys.stderr)

@@ -1,10 +1,11 @@
 """`docker compose up` for real, as a new user runs it, on the engine `DOCKER_HOST` / the Docker CLI reaches.
 
 One scenario in steps that build on each other (a module-scoped stack): a clean `up -d --build` serves a
-prediction hands-free; ./artifacts belongs to a non-root AIRFLOW_UID; `down`/`up` serves the same version at
-once; faults (mysql stopped mid-run, the API killed under load); the Celery override with two workers; and
-`down -v` leaves nothing. `make test-compose` runs it; with no engine it skips, saying why (in CI it fails).
-Needs `../shared/container-engine/engine-up.sh` or any Docker engine.
+prediction hands-free; ./artifacts belongs to a non-root AIRFLOW_UID; the API's prediction log is read by
+Airflow, loaded into MySQL by monitor_pipeline and judged in a report the API shows; `down`/`up` serves the
+same version at once; faults (mysql stopped mid-run, the API killed under load); the Celery override with two
+workers; and `down -v` leaves nothing. `make test-compose` runs it; with no engine it skips, saying why (in CI
+it fails). Needs `../shared/container-engine/engine-up.sh` or any Docker engine.
 """
 
 import json
@@ -24,6 +25,8 @@ from app.schemas import EXAMPLE_PENGUIN
 pytestmark = pytest.mark.compose
 
 NON_ROOT_UID = 1000
+# Penguins sent for monitor_pipeline to judge: more than DRIFT_MIN_RECORDS (50).
+MONITORED = 60
 # Short retries so the mysql fault fails its run in seconds rather than minutes.
 SETTINGS = {"AIRFLOW_UID": str(NON_ROOT_UID), "TASK_RETRIES": "1", "RETRY_DELAY_SECONDS": "3"}
 
@@ -126,6 +129,28 @@ def test_the_api_logs_predictions_to_a_volume_airflow_reads_but_cannot_write(
     assert "read-only" in refused
 
 
+def test_monitor_pipeline_loads_the_log_into_mysql_and_the_api_shows_its_report(
+    stack: ComposeStack, first_version: str
+) -> None:
+    batch = {"instances": [EXAMPLE_PENGUIN] * MONITORED}
+    headers = {"X-Request-ID": "compose-monitor"}
+    answer = httpx.post(f"{stack.api_url}/predict/batch", json=batch, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    time.sleep(0.5)  # past the log's flush period
+    assert stack.wait_run("monitor_pipeline", stack.trigger("monitor_pipeline")) == "success", stack.logs()
+    loaded = mysql(stack, "SELECT COUNT(*) FROM penguins_predictions WHERE request_id = 'compose-monitor'")
+    assert loaded.split() == [str(MONITORED)]
+    report = httpx.get(f"{stack.api_url}/monitoring/drift.json", timeout=10)
+    assert report.status_code == 200, report.text
+    assert report.json()["model_version"] == first_version
+    assert report.json()["n_predictions"] >= MONITORED
+    # One penguin sent again and again is nothing like the training split: its measures are flagged.
+    assert report.json()["features"]["body_mass_g"]["drifted"] is True
+    page = httpx.get(f"{stack.api_url}/monitoring", timeout=10)
+    assert page.status_code == 200 and "body_mass_g" in page.text
+    assert list((stack.root / "artifacts" / "reports").glob("*/drift.html"))
+
+
 def test_down_then_up_serves_the_same_version_without_retraining(
     stack: ComposeStack, first_version: str
 ) -> None:
@@ -141,16 +166,21 @@ def test_down_then_up_serves_the_same_version_without_retraining(
     assert len(runs(stack, "data_pipeline")) == 1
 
 
-def table_digest(stack: ComposeStack) -> str:
-    """Row counts and a checksum of both tables, read inside the mysql container with its own client."""
-    query = (
-        "SELECT (SELECT COUNT(*) FROM penguins_raw), (SELECT COUNT(*) FROM penguins_clean); "
-        "CHECKSUM TABLE penguins_raw, penguins_clean;"
-    )
+def mysql(stack: ComposeStack, query: str) -> str:
+    """A query run inside the mysql container with its own client (no header line)."""
     script = (
         f'MYSQL_PWD="$MYSQL_PASSWORD" mysql -N -u "$MYSQL_USER" -h 127.0.0.1 "$MYSQL_DATABASE" -e "{query}"'
     )
     return stack.compose("exec", "-T", "mysql", "sh", "-c", script)
+
+
+def table_digest(stack: ComposeStack) -> str:
+    """Row counts and a checksum of both tables."""
+    return mysql(
+        stack,
+        "SELECT (SELECT COUNT(*) FROM penguins_raw), (SELECT COUNT(*) FROM penguins_clean); "
+        "CHECKSUM TABLE penguins_raw, penguins_clean;",
+    )
 
 
 def test_mysql_stopped_mid_run_fails_it_cleanly_and_a_rerun_succeeds(

@@ -20,11 +20,13 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import palmerpenguins
 import psutil
 import pytest
 from free_port import free_port
 
 from app.schemas import EXAMPLE_PENGUIN
+from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = ["data_pipeline", "train_pipeline"]
@@ -32,8 +34,10 @@ TRAIN_TIMEOUT_S = 600.0
 # Variables of the developer's shell that would point the stack at their own state instead of the test's.
 INHERITED_STATE = {
     *["AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PENGUINS_DB_URL", "ARTIFACTS_DIR", "API_URL"],
-    *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT"],
+    *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT", "PREDICTIONS_DIR"],
 }
+# Penguins drawn from the clean table, flippers 20 mm longer (still plausible): the drift the monitor finds.
+SHIFTED = 120
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, stack: "NativeStack") -> Any:
@@ -178,6 +182,7 @@ def native_env(tmp_path: Path) -> dict[str, str]:
         "STACK_LOG_DIR": str(tmp_path / "logs"),
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "PENGUINS_DB_URL": f"sqlite:///{tmp_path / 'penguins.db'}",
+        "PREDICTIONS_DIR": str(tmp_path / "predictions"),
         "AIRFLOW_PORT": str(free_port()),
         "API_PORT": str(free_port()),
     }
@@ -229,7 +234,10 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
         assert stack.api_pid() == api_pid
         assert second["species"] == first["species"]
 
-        # 4. SIGTERM stops everything: no process of the tree survives.
+        # 4. The loop back: what the API answers is logged, monitor_pipeline loads it and finds the drift.
+        check_monitoring(stack, tmp_path, second["model_version"])
+
+        # 5. SIGTERM stops everything: no process of the tree survives.
         processes = stack.tree()
         assert len(processes) >= 5, [command(p) for p in processes]
     finally:
@@ -240,6 +248,46 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
     # The scheduler signed task tokens and the test logged in: with keys long enough for HS512.
     logs = "".join(log.read_text(errors="replace") for log in (tmp_path / "logs").glob("*.log"))
     assert "InsecureKeyLengthWarning" not in logs
+
+
+def check_monitoring(stack: NativeStack, tmp_path: Path, served: str) -> None:
+    """Shifted penguins through /predict/batch, a monitor_pipeline run triggered as the UI does, then the
+    report at /monitoring, its JSON and its gauges; a second run loads nothing new."""
+    penguins = palmerpenguins.load_penguins().dropna().sample(SHIFTED, random_state=0)
+    instances = [
+        {**row, "flipper_length_mm": row["flipper_length_mm"] + 20}
+        for row in penguins[[*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]].to_dict("records")
+    ]
+    batch = {"instances": instances}
+    answered = stack.api.post("/predict/batch", json=batch, headers={"X-Request-ID": "e2e"})
+    assert answered.status_code == 200, answered.text
+    assert list((tmp_path / "predictions").glob("predictions-*.jsonl")), "the API wrote no prediction log"
+
+    def monitored() -> dict[str, Any]:
+        response = stack.airflow.post("/api/v2/dags/monitor_pipeline/dagRuns", json={"logical_date": None})
+        assert response.status_code == 200, response.text
+        run_id = response.json()["dag_run_id"]
+
+        def ended() -> str | None:
+            (run,) = [r for r in stack.dag_runs("monitor_pipeline") if r["dag_run_id"] == run_id]
+            return run["state"] if run["state"] in ("success", "failed") else None
+
+        assert wait_for("monitor_pipeline run", ended, 300, stack) == "success", stack.report()
+        drift = stack.api.get("/monitoring/drift.json")
+        assert drift.status_code == 200, drift.text
+        return drift.json()
+
+    time.sleep(0.5)  # past the log's flush period
+    report = monitored()
+    # Every answer of the served version counts, the polls that saw it first as well as the shifted batch.
+    assert report["model_version"] == served and report["n_predictions"] >= SHIFTED, report
+    assert report["features"]["flipper_length_mm"]["drifted"] is True
+    assert report["features"]["bill_length_mm"]["drifted"] is False
+    page = stack.api.get("/monitoring")
+    assert page.status_code == 200 and "flipper_length_mm" in page.text
+    metrics = stack.api.get("/metrics").text
+    assert 'penguin_drift_feature_drifted{feature="flipper_length_mm"} 1.0' in metrics
+    assert monitored()["n_predictions"] == report["n_predictions"], "a second run loaded records again"
 
 
 @pytest.mark.timeout(1500)
