@@ -1,13 +1,12 @@
 """The prediction log: every answered penguin, one JSON line, in PREDICTIONS_DIR (the format is fixed in the
 README's "Prediction log" section; monitor_pipeline loads it into `penguins_predictions`).
 
-Serving never waits on the disk, nor on the log's JSON: a request only queues its (immutable) penguins and
-answers with the answer time; this worker process's writer thread turns everything pending into whole lines
-(one orjson dump) and appends them with one `os.write` on an O_APPEND fd every FLUSH_SECONDS. A line is
-written whole or ends without its newline (a crash mid-write), and readers take only lines that end with a
-newline, so no half record is ever read as whole. Each process writes its own file, so workers never
-interleave. When the writer lags (more than MAX_PENDING_RECORDS waiting) new records are dropped and counted
-instead of blocking; a failing disk or folder is logged once per episode, counted, never fails a
+Serving never waits on the disk: a request turns its answers into whole lines (orjson) and hands them to this
+worker process's writer thread, which appends everything pending with one `os.write` on an O_APPEND fd every
+FLUSH_SECONDS. A line is written whole or ends without its newline (a crash mid-write), and readers take only
+lines that end with a newline, so no half record is ever read as whole. Each process writes its own file, so
+workers never interleave. When the writer lags (more than MAX_PENDING_BYTES waiting) new records are dropped
+and counted instead of blocking; a failing disk or folder is logged once per episode, counted, never fails a
 prediction, and the writer starts a new file once the folder accepts writes again.
 """
 
@@ -34,8 +33,8 @@ log = logging.getLogger(__name__)
 Endpoint = Literal["predict", "predict_batch", "v2_infer"]
 # How often the writer appends what is pending: the records a SIGKILL may lose are at most this old.
 FLUSH_SECONDS = 0.1
-# Records waiting for the writer (ten full batches): above this, new ones are dropped, not kept in memory.
-MAX_PENDING_RECORDS = 100_000
+# Lines waiting for the writer, in bytes (a 10,000-penguin batch is ~3.5 MB): above this, records are dropped.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
 # How long shutdown waits for the last flush.
 CLOSE_SECONDS = 10.0
 _BETWEEN_RECORDS, _BETWEEN_LINES = b'},{"request_id":', b'}\n{"request_id":'
@@ -53,46 +52,6 @@ def _reason(error: OSError) -> str:
     return "io_error"
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """One answered request, as queued for the writer (what it needs to build its records later)."""
-
-    request_id: str
-    endpoint: Endpoint
-    time: str
-    penguins: Sequence[PenguinFeatures]
-    answers: Sequence[Mapping[str, Any]]
-    spelling: Mapping[str, Mapping[str, str]]  # feature -> lower-case value -> the model's spelling
-
-
-def _lines(pending: Sequence[_Request]) -> bytes:
-    """The records of every pending request, one JSON line each (item = the penguin's position in its
-    request)."""
-    records = [
-        {
-            "request_id": request.request_id,
-            "item": item,
-            "time": request.time,
-            "endpoint": request.endpoint,
-            "model_version": answer["model_version"],
-            "bill_length_mm": penguin.bill_length_mm,
-            "bill_depth_mm": penguin.bill_depth_mm,
-            "flipper_length_mm": penguin.flipper_length_mm,
-            "body_mass_g": penguin.body_mass_g,
-            "island": request.spelling["island"][penguin.island.lower()],
-            "sex": request.spelling["sex"][penguin.sex.lower()],
-            "species": answer["species"],
-            "probabilities": answer["probabilities"],
-        }
-        for request in pending
-        for item, (penguin, answer) in enumerate(zip(request.penguins, request.answers, strict=True))
-    ]
-    # One dump of the whole list, cut into lines where one record ends and the next begins, is much cheaper
-    # than a dump per record. The cut is exact: inside a JSON string every quote is escaped, so
-    # `},{"request_id":` is found only between records (request_id is every record's first key).
-    return orjson.dumps(records)[1:-1].replace(_BETWEEN_RECORDS, _BETWEEN_LINES) + b"\n"
-
-
 class PredictionLog:
     """This process's writer: `record` from any thread, `start` and `close` from the app's lifespan."""
 
@@ -101,7 +60,8 @@ class PredictionLog:
         self._rotate_bytes = rotate_bytes
         self._rotate_seconds = rotate_seconds
         self._lock = threading.Lock()
-        self._pending: list[_Request] = []
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._pending_records = 0
         self._second = (-1, "")  # the last second _now formatted, and its text
         self._stop = threading.Event()
@@ -120,14 +80,41 @@ class PredictionLog:
         answers: Sequence[Mapping[str, Any]],
         encoder: FeatureEncoder,
     ) -> None:
-        """Queue one record per answered penguin (item = its position), never blocking: the writer thread
-        builds the lines. `encoder` is the answering version's: island and sex (known: they were answered) are
-        logged in the model's spelling."""
-        queued = _Request(request_id, endpoint, self._now(), penguins, answers, encoder.spelling)
+        """Queue one record per answered penguin (item = its position), never blocking.
+
+        `encoder` is the answering version's: island and sex (known: they were answered) are logged in the
+        model's spelling."""
+        now = self._now()
+        islands, sexes = encoder.spelling["island"], encoder.spelling["sex"]
+        records = [
+            {
+                "request_id": request_id,
+                "item": item,
+                "time": now,
+                "endpoint": endpoint,
+                "model_version": answer["model_version"],
+                "bill_length_mm": penguin.bill_length_mm,
+                "bill_depth_mm": penguin.bill_depth_mm,
+                "flipper_length_mm": penguin.flipper_length_mm,
+                "body_mass_g": penguin.body_mass_g,
+                "island": islands[penguin.island.lower()],
+                "sex": sexes[penguin.sex.lower()],
+                "species": answer["species"],
+                "probabilities": answer["probabilities"],
+            }
+            for item, (penguin, answer) in enumerate(zip(penguins, answers, strict=True))
+        ]
+        # One dump of the whole list, cut into lines where one record ends and the next begins, is much
+        # cheaper than a dump per record. The cut is exact: inside a JSON string every quote is escaped, so
+        # `},{"request_id":` is found only between records (request_id is every record's first key).
+        lines = orjson.dumps(records)[1:-1].replace(_BETWEEN_RECORDS, _BETWEEN_LINES) + b"\n"
         with self._lock:
-            full = self._pending_records + len(penguins) > MAX_PENDING_RECORDS
-            if not full:
-                self._pending.append(queued)
+            if self._pending_bytes + len(lines) > MAX_PENDING_BYTES:
+                full = True
+            else:
+                full = False
+                self._pending.append(lines)
+                self._pending_bytes += len(lines)
                 self._pending_records += len(penguins)
         if full:
             metrics.LOG_DROPPED.labels("queue_full").inc(len(penguins))
@@ -163,11 +150,11 @@ class PredictionLog:
     def _flush(self) -> None:
         with self._lock:
             pending, count = self._pending, self._pending_records
-            self._pending, self._pending_records = [], 0
+            self._pending, self._pending_bytes, self._pending_records = [], 0, 0
         if self._fd is not None and time.monotonic() - self._opened_at > self._rotate_seconds:
             self._close_file()
         if pending:
-            self._write(_lines(pending), count)
+            self._write(b"".join(pending), count)
 
     def _write(self, lines: bytes, count: int) -> None:
         try:
