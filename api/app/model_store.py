@@ -9,7 +9,6 @@ by the old version meanwhile; a version that fails to load is remembered and not
 import asyncio
 import gc
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,15 @@ from anyio import to_thread
 from app import metrics
 from app.batching import MicroBatcher
 from app.loader import LoadError, load_version, read_current
-from app.open_inference import answer_groups
-from app.predictor import Predictor
+from app.open_inference import InferRequest, answer_groups
+from app.predictor import Predictor, Scores
 from app.schemas import PenguinFeatures, ServedVersion
 
 log = logging.getLogger(__name__)
 # Answers /predict requests, one penguin each, from the served predictor.
 PredictBatcher = MicroBatcher[PenguinFeatures, dict[str, Any]]
-# Answers small V2 infer requests, a few penguins each, from the served predictor (no neighbours).
-GroupBatcher = MicroBatcher[Sequence[PenguinFeatures], list[dict[str, Any]]]
+# Scores small V2 infer requests, a few penguins each, from the served predictor.
+GroupBatcher = MicroBatcher[InferRequest, Scores]
 NO_MODEL_YET = (
     "no model yet: run train_pipeline (Airflow) to train and promote one; this API picks it up within "
     "seconds (or at once with POST /warmup)."

@@ -1,22 +1,22 @@
-"""The Open Inference Protocol (V2) for the penguins model: request tensors in, validated penguins out, and
-the predictor's answers back as response tensors.
+"""The Open Inference Protocol (V2) for the penguins model: request tensors in, validated columns out, and
+the predictor's scores back as response tensors.
 
 The checks are /predict's (PenguinFeatures: the contract's physical bounds, finite numbers, island and sex
 among the served model's categories in any case, after strip), done column by column with numpy rather than
-by pydantic row by row: a 10,000-penguin request costs a few array operations, not 10,000 validations.
+by pydantic row by row: a 10,000-penguin request costs a few array operations, not 10,000 validations, and
+goes to the predictor as columns (`Predictor.score`), with no object per penguin on the way.
 Every refusal is a ProtocolError naming the input, answered as V2's `{"error": ...}`.
 """
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, chain
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
 import orjson
 
-from app.predictor import Predictor
-from app.schemas import PenguinFeatures
+from app.predictor import Predictor, Scores
 from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
 
 MODEL_NAME = "penguins"
@@ -27,9 +27,6 @@ NUMERIC_DATATYPES = ("FP64", "FP32")
 TEXT_DATATYPE = "BYTES"
 # PenguinFeatures' CategoryName: 1 to 40 characters before the strip.
 _NAME_LENGTHS = range(1, 41)
-_FIELDS = tuple(PenguinFeatures.model_fields)
-_new = object.__new__
-_set = object.__setattr__
 _SCALARS = (str, int, float, bool)
 
 
@@ -54,14 +51,19 @@ def _bad(message: str) -> ProtocolError:
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
-    penguins: list[PenguinFeatures]
+    measures: np.ndarray  # (n, 4) float64, in NUMERIC_FEATURES order
+    categories: np.ndarray  # (n, 2) positions among the model's islands and sexes
     outputs: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.measures)
 
 
 def parse_infer_request(
     body: bytes, categories: Mapping[str, Sequence[str]], max_rows: int, json_length: int | None = None
 ) -> InferRequest:
-    """The penguins of a V2 inference request, checked as /predict checks one; raises ProtocolError.
+    """The penguins of a V2 inference request as columns, checked as /predict checks one; raises
+    ProtocolError.
 
     `json_length` (Triton's binary tensor extension, tritonclient's default): the body is that many bytes of
     JSON, then the data of the inputs whose parameters give a `binary_data_size`, in their order.
@@ -94,39 +96,11 @@ def parse_infer_request(
                 f"input {name} has {count} rows, {first} has {rows[first]}: every input holds one value "
                 "per penguin"
             )
-    measures = [_measures(name, tensors[name], rows[name]) for name in NUMERIC_FEATURES]
-    names = [_categories(name, tensors[name], rows[name], categories[name]) for name in CATEGORICAL_FEATURES]
-    penguins = list(map(_penguin, *measures, *names))
-    return InferRequest(request_id, penguins, _wanted_outputs(request.get("outputs")))
-
-
-def _penguin(
-    bill_length_mm: float,
-    bill_depth_mm: float,
-    flipper_length_mm: float,
-    body_mass_g: float,
-    island: str,
-    sex: str,
-) -> PenguinFeatures:
-    """A PenguinFeatures of values checked above, built as `model_construct` builds one (the same four
-    attributes) without its per-field defaults pass, which would cost most of a big request's parsing."""
-    penguin = _new(PenguinFeatures)
-    _set(
-        penguin,
-        "__dict__",
-        {
-            "bill_length_mm": bill_length_mm,
-            "bill_depth_mm": bill_depth_mm,
-            "flipper_length_mm": flipper_length_mm,
-            "body_mass_g": body_mass_g,
-            "island": island,
-            "sex": sex,
-        },
+    measures = np.column_stack([_measures(name, tensors[name], rows[name]) for name in NUMERIC_FEATURES])
+    positions = np.column_stack(
+        [_categories(name, tensors[name], rows[name], categories[name]) for name in CATEGORICAL_FEATURES]
     )
-    _set(penguin, "__pydantic_fields_set__", set(_FIELDS))
-    _set(penguin, "__pydantic_extra__", None)
-    _set(penguin, "__pydantic_private__", None)
-    return penguin
+    return InferRequest(request_id, measures, positions, _wanted_outputs(request.get("outputs")))
 
 
 def _unpack_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
@@ -218,7 +192,7 @@ def _row_count(name: str, tensor: dict[str, Any], max_rows: int) -> int:
     return int(shape[0])
 
 
-def _measures(name: str, tensor: dict[str, Any], count: int) -> list[float]:
+def _measures(name: str, tensor: dict[str, Any], count: int) -> np.ndarray:
     """One measure for each penguin: numbers only (no strings, no booleans), finite, within the contract's
     physical bounds. FP32 is read as the JSON numbers are, at double precision."""
     shape = tuple(tensor["shape"])
@@ -235,13 +209,12 @@ def _measures(name: str, tensor: dict[str, Any], count: int) -> list[float]:
         position = int(outside.argmax())
         why = f"outside {low:g} to {high:g}" if np.isfinite(column[position]) else "not a finite number"
         raise _bad(f"input {name}: element {position} is {column[position]:g}, {why}")
-    measures: list[float] = column.tolist()
-    return measures
+    return column
 
 
-def _categories(name: str, tensor: dict[str, Any], count: int, allowed: Sequence[str]) -> list[str]:
-    """The served model's category for each penguin: strings of 1 to 40 characters that match one, stripped,
-    in any case."""
+def _categories(name: str, tensor: dict[str, Any], count: int, allowed: Sequence[str]) -> np.ndarray:
+    """The position among the served model's categories of each penguin's: strings of 1 to 40 characters
+    that match one, stripped, in any case. Each distinct string is checked once (a column holds a few)."""
     data = tensor["data"]
     if len(tensor["shape"]) == 2 and data and all(isinstance(v, list) and len(v) == 1 for v in data):
         data = [row[0] for row in data]
@@ -249,9 +222,13 @@ def _categories(name: str, tensor: dict[str, Any], count: int, allowed: Sequence
         raise _bad(
             f"input {name}: data must hold {count} strings, flat or nested as the shape {tensor['shape']}"
         )
-    index = {category.lower(): category for category in allowed}
+    index = {category.lower(): position for position, category in enumerate(allowed)}
+    known: dict[str, int] = {}
     found = []
     for position, value in enumerate(data):
+        if type(value) is str and value in known:
+            found.append(known[value])
+            continue
         if not isinstance(value, str) or len(value) not in _NAME_LENGTHS:
             raise _bad(
                 f"input {name}: element {position} must be a string of 1 to 40 characters, not {value!r}"
@@ -262,8 +239,9 @@ def _categories(name: str, tensor: dict[str, Any], count: int, allowed: Sequence
                 f"input {name}: element {position} must be one of {', '.join(allowed)} (any case), "
                 f"not {value!r}"
             )
+        known[value] = category
         found.append(category)
-    return found
+    return np.array(found, dtype=np.intp)
 
 
 def _wanted_outputs(outputs: Any) -> tuple[str, ...]:
@@ -285,22 +263,30 @@ def _wanted_outputs(outputs: Any) -> tuple[str, ...]:
     return tuple(wanted) or OUTPUTS
 
 
-def answer_groups(
-    predictor: Predictor,
-) -> Callable[[Sequence[Sequence[PenguinFeatures]]], list[list[dict[str, Any]]]]:
-    """For the micro-batcher (app/batching.py): the penguins of several small requests in one predict_batch
-    call, each request given back its own answers (a penguin's answer does not depend on its batch)."""
+def answer_groups(predictor: Predictor) -> Callable[[Sequence[InferRequest]], list[Scores]]:
+    """For the micro-batcher (app/batching.py): the penguins of several small requests scored in one call,
+    each request given back its own rows (a penguin's scores do not depend on its batch)."""
 
-    def answer(groups: Sequence[Sequence[PenguinFeatures]]) -> list[list[dict[str, Any]]]:
-        answers = predictor.predict_batch(list(chain.from_iterable(groups)), include_neighbors=False)
-        ends = list(accumulate(map(len, groups)))
-        return [answers[end - len(group) : end] for group, end in zip(groups, ends, strict=True)]
+    def answer(requests: Sequence[InferRequest]) -> list[Scores]:
+        scores = predictor.score(
+            np.concatenate([r.measures for r in requests]), np.concatenate([r.categories for r in requests])
+        )
+        ends = list(accumulate(map(len, requests)))
+        return [
+            Scores(
+                scores.rows[end - len(request) : end],
+                scores.probabilities[end - len(request) : end],
+                scores.best[end - len(request) : end],
+                scores.warnings[end - len(request) : end],
+            )
+            for request, end in zip(requests, ends, strict=True)
+        ]
 
     return answer
 
 
 def infer_response(
-    request: InferRequest, answers: Sequence[Mapping[str, Any]], classes: Sequence[str], version: str
+    request: InferRequest, scores: Scores, classes: Sequence[str], version: str
 ) -> dict[str, Any]:
     """The V2 answer: the asked outputs in the asked order, /predict's warnings as JSON text (a V2 parameter
     is a string, number or boolean): one list per penguin."""
@@ -308,21 +294,20 @@ def infer_response(
         "species": lambda: {
             "name": "species",
             "datatype": TEXT_DATATYPE,
-            "shape": [len(answers)],
-            "data": [answer["species"] for answer in answers],
+            "shape": [len(request)],
+            "data": [classes[best] for best in scores.best.tolist()],
         },
         "probabilities": lambda: {
             "name": "probabilities",
             "datatype": "FP64",
-            "shape": [len(answers), len(classes)],
-            "data": [answer["probabilities"][name] for answer in answers for name in classes],
+            "shape": [len(request), len(classes)],
+            "data": scores.probabilities.ravel().tolist(),
         },
     }
     response: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": version}
     if request.id is not None:
         response["id"] = request.id
-    warnings = orjson.dumps([answer["warnings"] for answer in answers]).decode()
-    response["parameters"] = {"warnings": warnings}
+    response["parameters"] = {"warnings": orjson.dumps(scores.warnings).decode()}
     response["outputs"] = [tensors[name]() for name in request.outputs]
     return response
 

@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 
 from app import metrics
 from app.core.config import Settings
 from app.encoding import FeatureEncoder
+from app.predictor import Predictor, Scores
 from app.schemas import PenguinFeatures
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,65 @@ class PredictionLog:
             }
             for item, (penguin, answer) in enumerate(zip(penguins, answers, strict=True))
         ]
+        self._queue(records)
+
+    def record_scores(
+        self,
+        request_id: str,
+        endpoint: Endpoint,
+        measures: np.ndarray,
+        categories: np.ndarray,
+        scores: Scores,
+        predictor: Predictor,
+    ) -> None:
+        """As `record`, for penguins answered as columns (the Open Inference Protocol's): `measures` and
+        `categories` as `predictor.score` took them to give `scores`; island and sex in the model's
+        spelling."""
+        now, version, classes = self._now(), predictor.version, predictor.classes
+        islands, sexes = predictor.encoder.categories["island"], predictor.encoder.categories["sex"]
+        # The probabilities species by species (a column each), as Predictor.predict_batch builds them: far
+        # cheaper than a dict(zip(...)) per penguin.
+        by_species: list[dict[str, float]] = [{} for _ in range(len(measures))]
+        for name, column in zip(classes, scores.probabilities.T.tolist(), strict=True):
+            for penguin, probability in zip(by_species, column, strict=True):
+                penguin[name] = probability
+        records = [
+            {
+                "request_id": request_id,
+                "item": item,
+                "time": now,
+                "endpoint": endpoint,
+                "model_version": version,
+                "bill_length_mm": bill_length,
+                "bill_depth_mm": bill_depth,
+                "flipper_length_mm": flipper_length,
+                "body_mass_g": body_mass,
+                "island": islands[island],
+                "sex": sexes[sex],
+                "species": classes[best],
+                "probabilities": probabilities,
+            }
+            for item, (
+                (bill_length, bill_depth, flipper_length, body_mass),
+                (island, sex),
+                best,
+                probabilities,
+            ) in (
+                enumerate(
+                    zip(
+                        measures.tolist(),
+                        categories.tolist(),
+                        scores.best.tolist(),
+                        by_species,
+                        strict=True,
+                    )
+                )
+            )
+        ]
+        self._queue(records)
+
+    def _queue(self, records: list[dict[str, Any]]) -> None:
+        """Hand the records to the writer as whole lines, or drop and count them when it lags."""
         # One dump of the whole list, cut into lines where one record ends and the next begins, is much
         # cheaper than a dump per record. The cut is exact: inside a JSON string every quote is escaped, so
         # `},{"request_id":` is found only between records (request_id is every record's first key).
@@ -115,9 +176,9 @@ class PredictionLog:
                 full = False
                 self._pending.append(lines)
                 self._pending_bytes += len(lines)
-                self._pending_records += len(penguins)
+                self._pending_records += len(records)
         if full:
-            metrics.LOG_DROPPED.labels("queue_full").inc(len(penguins))
+            metrics.LOG_DROPPED.labels("queue_full").inc(len(records))
 
     def _now(self) -> str:
         """The UTC time as 2026-11-30T23:15:00.123456Z, the part up to the second formatted once a second
@@ -234,6 +295,17 @@ class RequestRecorder:
     ) -> None:
         if self.log is not None:
             self.log.record(self.request_id, endpoint, penguins, answers, encoder)
+
+    def scores(
+        self,
+        endpoint: Endpoint,
+        measures: np.ndarray,
+        categories: np.ndarray,
+        scores: Scores,
+        predictor: Predictor,
+    ) -> None:
+        if self.log is not None:
+            self.log.record_scores(self.request_id, endpoint, measures, categories, scores, predictor)
 
 
 def start_prediction_log(settings: Settings) -> PredictionLog | None:

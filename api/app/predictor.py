@@ -6,6 +6,7 @@ The store swaps whole Predictor objects, so a request that picked one up answers
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from operator import attrgetter
@@ -42,6 +43,16 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What every answer of n penguins is built from, computed for all of them at once."""
+
+    rows: np.ndarray  # the penguins in the model's preprocessed feature space
+    probabilities: np.ndarray  # (n, classes), columns in the order of `Predictor.classes`
+    best: np.ndarray  # the predicted class of each
+    warnings: list[list[dict[str, Any]]]  # each penguin's warnings, as /predict answers them
 
 
 class Predictor:
@@ -120,18 +131,9 @@ class Predictor:
             ],
             dtype=np.intp,
         ).T
-        rows = self.encoder.encode_many(measures, categories)
-        probabilities = self.forest.predict_proba(rows)
-        best = probabilities.argmax(axis=1)
+        scores = self.score(measures, categories)
+        rows, probabilities, best, warned = scores.rows, scores.probabilities, scores.best, scores.warnings
         neighbors = self._neighbors_of(rows) if include_neighbors else [None] * len(rows)
-        # A big batch first picks the rows that may get a warning; a few rows are simply checked one by one.
-        few = len(rows) <= _FEW_ROWS
-        flagged = range(len(rows)) if few else self._may_warn(measures, probabilities, categories, best)
-        warned: list[list[dict[str, Any]]] = [[] for _ in range(len(rows))]
-        for i in flagged:
-            warned[i] = self._warnings(
-                measures[i].tolist(), int(categories[i, 0]), int(best[i]), probabilities[i].tolist()
-            )
         classes, version = self.classes, self.version
         # Built part by part from columns (no list per row), the probabilities species by species: the fastest
         # way found to 10,000 small dicts in CPython, faster than dict(zip(classes, row)) per row.
@@ -152,6 +154,23 @@ class Predictor:
             }
             for s, p, n, xy, w in zip(species, by_species, neighbors, positions, warned, strict=True)
         ]
+
+    def score(self, measures: np.ndarray, categories: np.ndarray) -> Scores:
+        """Probabilities, species and warnings of n penguins given as columns: `measures` (n, 4) in
+        NUMERIC_FEATURES order, `categories` (n, 2) positions in the model's island and sex categories.
+        What /predict's answers and the Open Inference Protocol's tensors are both built from."""
+        rows = self.encoder.encode_many(measures, categories)
+        probabilities = self.forest.predict_proba(rows)
+        best = probabilities.argmax(axis=1)
+        # A big batch first picks the rows that may get a warning; a few rows are simply checked one by one.
+        few = len(rows) <= _FEW_ROWS
+        flagged = range(len(rows)) if few else self._may_warn(measures, probabilities, categories, best)
+        warned: list[list[dict[str, Any]]] = [[] for _ in range(len(rows))]
+        for i in flagged:
+            warned[i] = self._warnings(
+                measures[i].tolist(), int(categories[i, 0]), int(best[i]), probabilities[i].tolist()
+            )
+        return Scores(rows, probabilities, best, warned)
 
     def answer_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:
         """/predict's micro-batches (see batching.py): each penguin is a request of its own, so an error

@@ -24,7 +24,7 @@ from app.open_inference import (
     parse_infer_request,
 )
 from app.prediction_log import RequestRecorder
-from app.predictor import Predictor
+from app.predictor import Predictor, Scores
 from app.routers.predict import _json
 from app.schemas import (
     EXAMPLE_PENGUIN,
@@ -213,14 +213,14 @@ async def _answer(
     json_length = _json_length(request.headers.get(BINARY_HEADER))
     body = await request.body()
     if len(body) <= INLINE_BODY_BYTES and batcher is not None:
-        # Small requests arriving together share one predict_batch call, as /predict's do.
+        # Small requests arriving together are scored in one call, as /predict's are.
         inference = parse_infer_request(body, predictor.encoder.categories, max_rows, json_length)
-        answers = await batcher.submit(inference.penguins)
+        scores = await batcher.submit(inference)
     else:
-        inference, answers = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length)
-    metrics.count_species(answer["species"] for answer in answers)
-    record("v2_infer", inference.penguins, answers, predictor.encoder)
-    return _json(infer_response(inference, answers, predictor.classes, predictor.version))
+        inference, scores = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length)
+    metrics.count_species(predictor.classes[best] for best in scores.best.tolist())
+    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor)
+    return _json(infer_response(inference, scores, predictor.classes, predictor.version))
 
 
 def _json_length(header: str | None) -> int | None:
@@ -236,7 +236,7 @@ def _json_length(header: str | None) -> int | None:
 
 def _predict(
     predictor: Predictor, body: bytes, max_rows: int, json_length: int | None
-) -> tuple[InferRequest, list[dict[str, Any]]]:
-    """A big request, in a worker thread: validated penguins -> answers."""
+) -> tuple[InferRequest, Scores]:
+    """A big request, in a worker thread: validated columns -> scores."""
     inference = parse_infer_request(body, predictor.encoder.categories, max_rows, json_length)
-    return inference, predictor.predict_batch(inference.penguins, include_neighbors=False)
+    return inference, predictor.score(inference.measures, inference.categories)
