@@ -38,8 +38,8 @@ BASELINE_ROWS = 100_000
 
 def data_stage(url: str, rows: int) -> dict[str, Any]:
     """The five data_pipeline steps on `rows` synthetic penguins, timed one by one."""
-    from penguins_pipeline import data_steps
-    from penguins_pipeline.settings import PipelineSettings
+    from penguins_pipeline.core.settings import PipelineSettings
+    from penguins_pipeline.data import steps as data_steps
 
     settings = PipelineSettings(penguins_db_url=url, penguins_source=f"synthetic:{rows}")
     run_id = "bench"
@@ -71,11 +71,11 @@ def naive_stage(url: str, rows: int) -> dict[str, Any]:
     generic `to_sql` and `read_sql`, as a straightforward implementation would do it."""
     import pandas as pd
 
-    from penguins_pipeline.bulk import typed
-    from penguins_pipeline.clean import SeenRows, clean_chunk
-    from penguins_pipeline.schema import ROW_KEY
-    from penguins_pipeline.sources import numbered, open_source
-    from penguins_pipeline.store import make_engine, raw_table
+    from penguins_pipeline.core.bulk import typed
+    from penguins_pipeline.core.schema import ROW_KEY
+    from penguins_pipeline.core.store import make_engine, raw_table
+    from penguins_pipeline.data.clean import SeenRows, clean_chunk
+    from penguins_pipeline.data.sources import numbered, open_source
 
     engine = make_engine(url)
     start = time.perf_counter()
@@ -100,8 +100,8 @@ def naive_stage(url: str, rows: int) -> dict[str, Any]:
 def train_stage(url: str, rows: int, uncapped: bool = False) -> dict[str, Any]:
     """data_pipeline fills the store (untimed), then train_pipeline's `train` and `verify` steps as the DAG
     runs them (timed): read penguins_clean, split, fit, held-out metrics, CV, stage the version, reload it."""
-    from penguins_pipeline import train_steps
-    from penguins_pipeline.settings import PipelineSettings
+    from penguins_pipeline.core.settings import PipelineSettings
+    from penguins_pipeline.training import steps as train_steps
 
     data_stage(url, rows)
     filled_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -136,8 +136,8 @@ def serve_stage(url: str, rows: int, requests: int = 2000) -> dict[str, Any]:
     import httpx
     import psutil
 
-    from penguins_pipeline import train_steps
-    from penguins_pipeline.settings import PipelineSettings
+    from penguins_pipeline.core.settings import PipelineSettings
+    from penguins_pipeline.training import steps as train_steps
 
     sys.path[:0] = [str(REPO / "api"), str(REPO / "scripts")]  # what bench/serving.py imports
     from serving import free_port, real_penguins, start, wait_for_200

@@ -201,10 +201,10 @@ def batch_url(port: int) -> str:
 
 def train_version(folder: Path) -> str:
     """A real version, by the pipeline's own code (imported here: the hello server imports this module)."""
-    from penguins_pipeline import artifacts
-    from penguins_pipeline.schema import DATA_COLUMNS
-    from penguins_pipeline.settings import PipelineSettings
-    from penguins_pipeline.train import train_and_write
+    from penguins_pipeline.core.schema import DATA_COLUMNS
+    from penguins_pipeline.core.settings import PipelineSettings
+    from penguins_pipeline.training import artifacts
+    from penguins_pipeline.training.train import train_and_write
 
     clean = palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
     version = train_and_write(clean, folder, PipelineSettings(artifacts_dir=folder))

@@ -1,7 +1,7 @@
 """Prediction log files in the API's format (the monitor's tests and demos write them directly).
 
 One line per answered penguin, `predictions-<UTC start>-<pid>.jsonl`, as the API's writer does; see
-`penguins_pipeline.predictions_log` for the reading side.
+`penguins_pipeline.monitoring.predictions_log` for the reading side.
 """
 
 import json

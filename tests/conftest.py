@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 from scratch_database import scratch_database
 
-from penguins_pipeline.schema import DATA_COLUMNS
-from penguins_pipeline.settings import PipelineSettings
-from penguins_pipeline.train import train_and_write
+from penguins_pipeline.core.schema import DATA_COLUMNS
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.training.train import train_and_write
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.core.config import Settings
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core.settings import PipelineSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = {name: REPO / name for name in ("README.md", "MANUAL.md", "INFORME_IMPLEMENTACION.md")}

@@ -17,16 +17,16 @@ staging copy of `penguins_clean`; logs and returns rows in, dropped by reason, r
 
 Readers see the previous table or the new one, never a partial one; a failed run leaves both as they were.
 Sources that cannot work (unknown, offline, malformed, empty) fail at once; an unreachable data store is
-retried (`TASK_RETRIES`, `RETRY_DELAY_SECONDS`). The logic lives in `penguins_pipeline.data_steps`.
+retried (`TASK_RETRIES`, `RETRY_DELAY_SECONDS`). The logic lives in `penguins_pipeline.data.steps`.
 """
 
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from penguins_pipeline.schema import CLEAN_ASSET_NAME
-from penguins_pipeline.settings import get_settings
-from penguins_pipeline.task_runner import run_step
+from penguins_pipeline.core.schema import CLEAN_ASSET_NAME
+from penguins_pipeline.core.settings import get_settings
+from penguins_pipeline.core.task_runner import run_step
 
 CLEAN_ASSET = Asset(CLEAN_ASSET_NAME)
 SETTINGS = get_settings()
@@ -52,32 +52,32 @@ def data_pipeline() -> None:
     # Each task imports data_steps when it runs: it imports pandas, too heavy for every parse.
     @task
     def ingest() -> dict:
-        from penguins_pipeline import data_steps
+        from penguins_pipeline.data import steps as data_steps
 
         return run_step(data_steps.ingest, this_run())
 
     @task
     def store_raw(ingested: dict) -> dict:
-        from penguins_pipeline import data_steps
+        from penguins_pipeline.data import steps as data_steps
 
         return run_step(data_steps.store_raw, ingested)
 
     @task
     def clean(stored: dict) -> dict:
-        from penguins_pipeline import data_steps
+        from penguins_pipeline.data import steps as data_steps
 
         # `stored` only orders the tasks: the rows come from penguins_raw, never through XCom.
         return run_step(data_steps.clean, this_run())
 
     @task
     def store_clean(cleaned: dict) -> dict:
-        from penguins_pipeline import data_steps
+        from penguins_pipeline.data import steps as data_steps
 
         return run_step(data_steps.store_clean, cleaned)
 
     @task(outlets=[CLEAN_ASSET])
     def validate(stored: dict, *, outlet_events: object = None) -> dict:
-        from penguins_pipeline import data_steps
+        from penguins_pipeline.data import steps as data_steps
 
         checked = run_step(data_steps.validate, stored, this_run())
         outlet_events[CLEAN_ASSET].extra = checked  # type: ignore[index]

@@ -12,7 +12,7 @@ island, sex and the predicted species; a report in `ARTIFACTS_DIR/reports/<run i
 
 A feature drifted when its p-value < `DRIFT_P_VALUE` and its PSI >= `DRIFT_PSI`. Fewer than
 `DRIFT_MIN_RECORDS` predictions: the report says "not enough data" and flags nothing. The API shows the
-newest report at `/monitoring`. The logic lives in `penguins_pipeline.monitor_steps`.
+newest report at `/monitoring`. The logic lives in `penguins_pipeline.monitoring.steps`.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from penguins_pipeline.schema import DRIFT_ASSET_NAME
-from penguins_pipeline.settings import get_settings
-from penguins_pipeline.task_runner import run_step
+from penguins_pipeline.core.schema import DRIFT_ASSET_NAME
+from penguins_pipeline.core.settings import get_settings
+from penguins_pipeline.core.task_runner import run_step
 
 DRIFT_ASSET = Asset(DRIFT_ASSET_NAME)
 SETTINGS = get_settings()
@@ -44,13 +44,13 @@ def monitor_pipeline() -> None:
     # Each task imports monitor_steps when it runs: it imports pandas and scipy, too heavy for every parse.
     @task
     def load() -> dict:
-        from penguins_pipeline import monitor_steps
+        from penguins_pipeline.monitoring import steps as monitor_steps
 
         return run_step(monitor_steps.load)
 
     @task
     def check_drift(loaded: dict) -> dict:
-        from penguins_pipeline import monitor_steps
+        from penguins_pipeline.monitoring import steps as monitor_steps
 
         # `loaded` only orders the tasks: the predictions come from penguins_predictions.
         return run_step(monitor_steps.check_drift, get_current_context()["run_id"])

@@ -12,18 +12,18 @@ the trained model did) → `promote` (folder renamed into `models/`, then `curre
 
 **Rollback**: trigger with `rollback_to` = a version id under `ARTIFACTS_DIR/models/`: no training; that
 version is verified, promoted and the API warmed up. Same from a shell:
-`python -m penguins_pipeline.artifacts rollback <version>`.
+`python -m penguins_pipeline.training.artifacts rollback <version>`.
 
 Settings come from the environment (`.env.example`, "training" section); the logic lives in
-`penguins_pipeline.train_steps`.
+`penguins_pipeline.training.steps`.
 """
 
 from datetime import timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
-from penguins_pipeline.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
-from penguins_pipeline.task_runner import run_step
+from penguins_pipeline.core.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
+from penguins_pipeline.core.task_runner import run_step
 
 
 @dag(
@@ -51,44 +51,44 @@ def train_pipeline() -> None:
 
     @task
     def train() -> dict:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.train)
 
     @task
     def quality_gate(staged: dict) -> str:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.gate, staged)
 
     @task
     def verify(staged: dict) -> str:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.verify, staged)
 
     @task
     def promote(staged: dict) -> str:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.promote, staged)
 
     @task
     def rollback(params: dict) -> str:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.rollback, params["rollback_to"])
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def prune() -> list[str]:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.prune)
 
     # The warmup step retries with backoff itself; a failure leaves the model promoted (the API polls too).
     @task(retries=0)
     def warmup() -> dict | None:
-        from penguins_pipeline import train_steps
+        from penguins_pipeline.training import steps as train_steps
 
         return run_step(train_steps.warmup)
 

@@ -21,13 +21,17 @@ from app.loader import LoadedVersion, LoadError
 from app.neighbors import NeighborIndex
 from app.projection import PcaProjection
 from app.schemas import PenguinFeatures
-from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SERVING_FILE, categories_key
+from penguins_contract import (
+    CATEGORICAL_FEATURES,
+    NUMERIC_FEATURES,
+    PCA_TOLERANCE,
+    SERVING_FILE,
+    categories_key,
+)
 
 N_NEIGHBORS = 5
 _MEASURES_OF = attrgetter(*NUMERIC_FEATURES)
 _FOREST_ARRAYS = ("children", "feature", "threshold", "value", "roots", "depths")
-# The PCA is summed feature by feature (projection.py), scikit-learn by a matrix product: equal to this.
-_PCA_TOLERANCE = 1e-9
 _FEW_ROWS = 8
 
 
@@ -300,7 +304,7 @@ class Predictor:
         checks = (
             ("preprocessed rows", "reference_rows", np.array_equal),
             ("probabilities", "reference_proba", np.array_equal),
-            ("PCA positions", "reference_pca", partial(np.allclose, rtol=0, atol=_PCA_TOLERANCE)),
+            ("PCA positions", "reference_pca", partial(np.allclose, rtol=0, atol=PCA_TOLERANCE)),
         )
         try:
             rows = self.encoder.encode_many(measures, categories)

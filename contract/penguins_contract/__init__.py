@@ -4,6 +4,7 @@ Pure standard library, so both sides (and both images) can install it without pu
 dependencies: the API never imports Airflow or training code, the pipeline never imports FastAPI.
 """
 
+from penguins_contract import registry
 from penguins_contract.checksums import (
     check_bytes,
     file_entry,
@@ -39,7 +40,7 @@ from penguins_contract.reports import (
     latest_report,
     report_id,
 )
-from penguins_contract.serving import SERVING_ARRAYS, categories_key
+from penguins_contract.serving import PCA_TOLERANCE, SERVING_ARRAYS, categories_key
 
 __all__ = [
     "CATEGORICAL_FEATURES",
@@ -50,6 +51,7 @@ __all__ = [
     "MODELS_DIR",
     "MODEL_FILES",
     "NUMERIC_FEATURES",
+    "PCA_TOLERANCE",
     "PHYSICAL_BOUNDS",
     "REPORTS_DIR",
     "REPORT_HTML",
@@ -74,6 +76,7 @@ __all__ = [
     "parse_manifest",
     "read_current",
     "read_manifest",
+    "registry",
     "report_id",
     "sha256_bytes",
     "sha256_file",

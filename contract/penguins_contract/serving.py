@@ -7,6 +7,10 @@ a reader proves its fast path on them before serving it.
 
 from penguins_contract.features import CATEGORICAL_FEATURES
 
+# How far a reader's PCA positions may be from `reference_pca`: the API sums feature by feature, scikit-learn
+# multiplies matrices; their rounding differs by far less than this.
+PCA_TOLERANCE = 1e-9
+
 
 def categories_key(field: str) -> str:
     """The array of a categorical feature's categories, in the one-hot encoder's order."""

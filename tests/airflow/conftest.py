@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core.settings import PipelineSettings
 
 
 @pytest.fixture(scope="session")

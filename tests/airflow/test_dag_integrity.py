@@ -15,7 +15,7 @@ import pytest
 from airflow.models import DagBag
 from airflow.sdk import Asset
 
-from penguins_pipeline.schema import CLEAN_ASSET_NAME, DRIFT_ASSET_NAME
+from penguins_pipeline.core.schema import CLEAN_ASSET_NAME, DRIFT_ASSET_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow" / "dags"

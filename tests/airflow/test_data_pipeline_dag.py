@@ -14,10 +14,11 @@ import pandas as pd
 import sqlalchemy as sa
 from free_port import free_port
 
-from penguins_pipeline import data_steps, store
-from penguins_pipeline.bulk import read_frames
-from penguins_pipeline.schema import DATA_COLUMNS, RAW_TABLE, ROW_KEY
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core import store
+from penguins_pipeline.core.bulk import read_frames
+from penguins_pipeline.core.schema import DATA_COLUMNS, RAW_TABLE, ROW_KEY
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.data import steps as data_steps
 
 RunDag = Callable[..., subprocess.CompletedProcess[str]]
 TaskStates = Callable[[str], dict[str, tuple[str, int]]]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from prediction_logs import records, shifted, write_log
 
 import penguins_contract as contract
-from penguins_pipeline.schema import DRIFT_ASSET_NAME
+from penguins_pipeline.core.schema import DRIFT_ASSET_NAME
 
 if TYPE_CHECKING:
     from conftest import RunDag  # the fixture's type (tests/conftest.py)

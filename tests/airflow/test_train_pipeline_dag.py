@@ -14,11 +14,11 @@ from airflow.models import DagBag
 from airflow.sdk import Asset
 
 import penguins_contract as contract
-from penguins_pipeline import artifacts
-from penguins_pipeline.schema import CLEAN_ASSET_NAME
-from penguins_pipeline.settings import PipelineSettings
-from penguins_pipeline.store import read_clean
-from penguins_pipeline.train import data_fingerprint, prepare, split, train_and_write
+from penguins_pipeline.core.schema import CLEAN_ASSET_NAME
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.core.store import read_clean
+from penguins_pipeline.training import artifacts
+from penguins_pipeline.training.train import data_fingerprint, prepare, split, train_and_write
 
 if TYPE_CHECKING:
     from conftest import FakeApi, RunDag  # fixtures' types (tests/conftest.py, tests/airflow/conftest.py)

@@ -18,7 +18,7 @@ from free_port import free_port
 
 from app.core.config import Settings
 from app.main import create_app
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 API_DIR = Path(__file__).resolve().parents[2] / "api"
 # What `python -m app` needs on PYTHONPATH, as in the API image: the API and the artifact contract.

@@ -23,7 +23,7 @@ from app.neighbors import NeighborIndex
 from app.predictor import Predictor
 from app.schemas import PenguinFeatures
 from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
-from penguins_pipeline.export import forest_arrays
+from penguins_pipeline.training.export import forest_arrays
 
 FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
 

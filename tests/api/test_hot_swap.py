@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 PENGUINS = [
     EXAMPLE_PENGUIN,

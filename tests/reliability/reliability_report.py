@@ -42,21 +42,21 @@ COVERED_ELSEWHERE: dict[str, list[str]] = {
     ],
     "unreachable data store: fails after its retries, password hidden": [
         "tests/airflow/test_data_pipeline_dag.py::test_an_unreachable_store_fails_after_its_retries_naming_host_and_url",
-        "tests/airflow/test_store.py::test_an_unreachable_store_is_named_without_its_password",
+        "tests/airflow/core/test_store.py::test_an_unreachable_store_is_named_without_its_password",
     ],
     "readers never see a partial table; a write failing midway leaves the live table": [
-        "tests/airflow/test_store.py::test_readers_see_the_old_or_the_new_table_never_a_partial_one",
-        "tests/airflow/test_store.py::test_a_write_failing_midway_leaves_the_live_table_and_no_staging",
+        "tests/airflow/core/test_store.py::test_readers_see_the_old_or_the_new_table_never_a_partial_one",
+        "tests/airflow/core/test_store.py::test_a_write_failing_midway_leaves_the_live_table_and_no_staging",
     ],
     "a version write failing midway, an unwritable ARTIFACTS_DIR (exceptions injected)": [
-        "tests/airflow/test_artifacts.py::test_a_crash_while_writing_leaves_everything_as_it_was",
-        "tests/airflow/test_artifacts.py::test_an_unwritable_artifacts_dir_names_the_path_and_the_fix",
-        "tests/airflow/test_artifacts.py::test_promote_refuses_unknown_or_malformed_versions",
+        "tests/airflow/training/test_artifacts.py::test_a_crash_while_writing_leaves_everything_as_it_was",
+        "tests/airflow/training/test_artifacts.py::test_an_unwritable_artifacts_dir_names_the_path_and_the_fix",
+        "tests/airflow/training/test_artifacts.py::test_promote_refuses_unknown_or_malformed_versions",
     ],
     "warmup call: retries, wrong token, unreachable API (against a stand-in server)": [
-        "tests/airflow/test_warmup.py::test_503_is_retried_with_doubling_waits",
-        "tests/airflow/test_warmup.py::test_a_wrong_token_fails_at_once_with_the_hint",
-        "tests/airflow/test_warmup.py::test_an_unreachable_api_fails_visibly",
+        "tests/airflow/training/test_warmup.py::test_503_is_retried_with_doubling_waits",
+        "tests/airflow/training/test_warmup.py::test_a_wrong_token_fails_at_once_with_the_hint",
+        "tests/airflow/training/test_warmup.py::test_an_unreachable_api_fails_visibly",
     ],
     "/warmup token, in process": [
         "tests/api/test_warmup_and_metrics.py::test_warmup_needs_the_token_when_one_is_set",

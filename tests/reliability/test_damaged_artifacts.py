@@ -19,7 +19,7 @@ import pytest
 from reliability_kit import API, check_answer, server_log, wait_for
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 POLL_TIMEOUT = 30  # seconds for the 0.2 s poller to notice, generous for a loaded machine
 

@@ -1,6 +1,7 @@
 """Writers killed with SIGKILL in the middle of a write (no exception handler, no cleanup runs): readers
 never see a partial table or a partial model version, and the next run cleans up and succeeds.
-tests/airflow/test_store.py and test_artifacts.py inject exceptions; this is the process dying for real."""
+tests/airflow/core/test_store.py and training/test_artifacts.py inject exceptions; this is the process dying
+for real."""
 
 import contextlib
 import os
@@ -29,9 +30,9 @@ from reliability_kit import (
 
 from app.loader import load_version
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
-from penguins_pipeline.schema import CLEAN_TABLE, RAW_TABLE
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core.schema import CLEAN_TABLE, RAW_TABLE
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.training import artifacts
 
 pytestmark = pytest.mark.slow
 
@@ -111,10 +112,10 @@ def test_data_pipeline_killed_mid_write_leaves_whole_tables(
 WRITER = """
 import sys
 import palmerpenguins
-from penguins_pipeline import artifacts
-from penguins_pipeline.schema import DATA_COLUMNS
-from penguins_pipeline.settings import PipelineSettings
-from penguins_pipeline.train import train_and_write
+from penguins_pipeline.training import artifacts
+from penguins_pipeline.core.schema import DATA_COLUMNS
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.training.train import train_and_write
 
 folder, first = sys.argv[1], int(sys.argv[2])
 data = palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)

@@ -17,7 +17,7 @@ import pytest
 from reliability_kit import API, load_module, wait_for
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 pytestmark = pytest.mark.slow
 

@@ -26,9 +26,9 @@ from reliability_kit import (
 )
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
-from penguins_pipeline.schema import CLEAN_TABLE, RAW_TABLE
-from penguins_pipeline.settings import PipelineSettings
+from penguins_pipeline.core.schema import CLEAN_TABLE, RAW_TABLE
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.training import artifacts
 
 pytestmark = pytest.mark.slow
 

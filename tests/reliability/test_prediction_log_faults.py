@@ -18,7 +18,7 @@ import pytest
 from reliability_kit import API, listening_pid, load_module, server_log, wait_for
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_pipeline import artifacts
+from penguins_pipeline.training import artifacts
 
 LOG_TESTS = load_module("tests/api/test_prediction_log.py", "api_prediction_log_tests")
 METRICS_TESTS = load_module("tests/api/test_warmup_and_metrics.py", "api_metrics_tests")

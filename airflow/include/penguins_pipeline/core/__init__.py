@@ -1,0 +1,1 @@
+"""The shared core of the three pipelines: settings, table schema, the data store, errors, the task runner."""

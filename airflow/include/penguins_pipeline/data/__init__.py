@@ -1,0 +1,1 @@
+"""data_pipeline's logic: read a source, keep it raw, clean it."""

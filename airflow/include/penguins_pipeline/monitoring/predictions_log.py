@@ -1,0 +1,334 @@
+"""The API's prediction log (PREDICTIONS_DIR, JSON Lines) into the table `penguins_predictions`.
+
+The format is fixed by the API's writer: one file per API worker, `predictions-<UTC start>-<pid>.jsonl`,
+appended whole lines only; a last line without its newline is a write still under way (or cut by a crash) and
+is not a record yet. The loader remembers, per file, how many bytes of whole lines it has consumed
+(`penguins_prediction_files`); the rows of a chunk and the file's new offset are committed in one
+transaction, so a rerun or a crash at any point neither duplicates nor loses a record. Two loaders at once
+(`make monitor` beside a scheduled run) cannot duplicate either: the key refuses the second insert, that
+transaction rolls back and its task's retry starts from the committed offset. Files are never changed;
+retention deletes old rows, and old fully loaded files only where the folder is writable.
+"""
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from penguins_pipeline.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from penguins_pipeline.core.store import MYSQL_TABLE_OPTIONS
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_TABLE = "penguins_predictions"
+FILES_TABLE = "penguins_prediction_files"
+FILE_PATTERN = re.compile(r"predictions-[0-9]{8}T[0-9]{12}Z-[0-9]+\.jsonl")
+ENDPOINTS = ("predict", "predict_batch", "v2_infer")
+# Bytes read (and committed) at a time: bounds the memory of a load whatever the size of a file.
+CHUNK_BYTES = 4 * 1024 * 1024
+_SHORT_TEXT = 128
+# MySQL's DATETIME drops the fraction unless asked for one: keep the log's microseconds.
+_TIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def predictions_table(metadata: sa.MetaData | None = None) -> sa.Table:
+    """One row per answered penguin; the key `(request_id, item)` makes a second insert of a record fail."""
+    return sa.Table(
+        PREDICTIONS_TABLE,
+        metadata or sa.MetaData(),
+        sa.Column("request_id", sa.String(_SHORT_TEXT), primary_key=True),
+        sa.Column("item", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("time", _TIME, nullable=False, index=True, comment="UTC answer time"),
+        sa.Column("endpoint", sa.String(32), nullable=False),
+        sa.Column("model_version", sa.String(_SHORT_TEXT), nullable=False),
+        *(sa.Column(name, sa.Double(), nullable=False) for name in NUMERIC_FEATURES),
+        *(sa.Column(name, sa.String(_SHORT_TEXT), nullable=False) for name in CATEGORICAL_FEATURES),
+        sa.Column("species", sa.String(_SHORT_TEXT), nullable=False),
+        sa.Column("probabilities", sa.Text(), nullable=False, comment="JSON: species -> probability"),
+        sa.Column("source_file", sa.String(255), nullable=False),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def files_table(metadata: sa.MetaData | None = None) -> sa.Table:
+    """Per log file: how many bytes of whole lines are loaded, and what they held."""
+    return sa.Table(
+        FILES_TABLE,
+        metadata or sa.MetaData(),
+        sa.Column("file_name", sa.String(255), primary_key=True),
+        sa.Column("loaded_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("records", sa.BigInteger(), nullable=False),
+        sa.Column("skipped", sa.BigInteger(), nullable=False, comment="malformed or duplicate lines"),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+class ConcurrentLoadError(RuntimeError):
+    """Another loader committed the same lines first: this chunk was rolled back, a retry goes on."""
+
+
+class BadRecord(ValueError):
+    """A line that is not a prediction record; the message names the field."""
+
+
+def _text(raw: dict[str, Any], name: str) -> str:
+    value = raw.get(name)
+    if not isinstance(value, str) or not value or len(value) > _SHORT_TEXT:
+        raise BadRecord(
+            f"{name} must be a non-empty string of at most {_SHORT_TEXT} characters, not {value!r}"
+        )
+    return value
+
+
+def _number(raw: dict[str, Any], name: str) -> float:
+    value = raw.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRecord(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def parse_record(line: bytes) -> dict[str, Any]:
+    """One line as a row of `penguins_predictions`, or BadRecord naming the first field that is wrong."""
+    try:
+        raw = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadRecord(f"not JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise BadRecord(f"not a JSON object but {type(raw).__name__}")
+    item = raw.get("item")
+    if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < 2**31:
+        raise BadRecord(f"item must be a non-negative integer, not {item!r}")
+    when = _text(raw, "time")
+    try:
+        time = datetime.fromisoformat(when)
+    except ValueError:
+        raise BadRecord(f"time must be an ISO 8601 UTC time, not {when!r}") from None
+    if time.utcoffset() != timedelta(0):
+        raise BadRecord(f"time must be in UTC (…Z), not {when!r}")
+    endpoint = _text(raw, "endpoint")
+    if endpoint not in ENDPOINTS:
+        raise BadRecord(f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}")
+    probabilities = raw.get("probabilities")
+    if not isinstance(probabilities, dict) or not all(
+        isinstance(p, int | float) and not isinstance(p, bool) for p in probabilities.values()
+    ):
+        raise BadRecord(f"probabilities must be an object of species -> number, not {probabilities!r}")
+    return {
+        "request_id": _text(raw, "request_id"),
+        "item": item,
+        "time": time.astimezone(UTC).replace(tzinfo=None),
+        "endpoint": endpoint,
+        "model_version": _text(raw, "model_version"),
+        **{name: _number(raw, name) for name in NUMERIC_FEATURES},
+        **{name: _text(raw, name) for name in CATEGORICAL_FEATURES},
+        "species": _text(raw, "species"),
+        "probabilities": json.dumps(probabilities, sort_keys=True),
+    }
+
+
+@dataclass
+class Chunk:
+    """The whole lines of one read: parsed records, the bad lines' count, where the next read starts."""
+
+    records: list[dict[str, Any]]
+    skipped: int
+    end: int
+
+
+def read_chunks(path: Path, offset: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+    """Whole lines of `path` from byte `offset` on, `chunk_bytes` at a time; a last line without its newline
+    is left for a later read. A malformed line is logged (file, byte offset, reason) and counted."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        pending = b""
+        while block := handle.read(chunk_bytes):
+            data = pending + block
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut == 0:
+                continue
+            records, skipped, position = [], 0, offset
+            for line in data[:cut].splitlines(keepends=True):
+                try:
+                    record = parse_record(line)
+                except BadRecord as err:
+                    skipped += 1
+                    log.warning("Skipped the line at byte %d of %s: %s", position, path.name, err)
+                else:
+                    records.append({**record, "source_file": path.name})
+                position += len(line)
+            offset += cut
+            yield Chunk(records, skipped, offset)
+        if pending:
+            log.info("%s ends in %d bytes without a newline: left for the next run", path.name, len(pending))
+
+
+@dataclass
+class LoadReport:
+    """What one load did (the `load` task's XCom): waiting bytes are unfinished last lines."""
+
+    files: int = 0
+    records: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    waiting_bytes: int = 0
+
+
+def create_tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
+    metadata = sa.MetaData()
+    predictions, files = predictions_table(metadata), files_table(metadata)
+    metadata.create_all(engine, checkfirst=True)
+    return predictions, files
+
+
+def log_files(folder: Path) -> list[Path]:
+    """The prediction files of `folder`, oldest first (their names start with the UTC start time)."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if FILE_PATTERN.fullmatch(path.name) and path.is_file())
+
+
+def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES) -> LoadReport:
+    """Load every whole line not loaded yet from the files of `folder`."""
+    predictions, files = create_tables(engine)
+    with engine.connect() as conn:
+        loaded = {
+            name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))
+        }
+    report = LoadReport()
+    if not folder.is_dir():
+        log.warning("PREDICTIONS_DIR %s does not exist: no prediction was logged yet", folder)
+    for path in log_files(folder):
+        offset = loaded.get(path.name, 0)
+        size = path.stat().st_size
+        if size < offset:
+            log.warning("%s is shorter (%d bytes) than what was loaded (%d): left alone", path, size, offset)
+            continue
+        report.files += 1
+        for chunk in read_chunks(path, offset, chunk_bytes):
+            added, duplicates = _commit(engine, predictions, files, path.name, chunk, offset == 0)
+            offset = chunk.end
+            report.records += added
+            report.skipped += chunk.skipped
+            report.duplicates += duplicates
+        report.waiting_bytes += max(path.stat().st_size - offset, 0)
+    log.info(
+        "Loaded %d records from %d files (%d malformed lines skipped, %d duplicates ignored, %d bytes of "
+        "unfinished lines left for the next run)",
+        report.records,
+        report.files,
+        report.skipped,
+        report.duplicates,
+        report.waiting_bytes,
+    )
+    return report
+
+
+def _commit(
+    engine: sa.Engine, predictions: sa.Table, files: sa.Table, name: str, chunk: Chunk, first: bool
+) -> tuple[int, int]:
+    """Insert a chunk's new records and move the file's offset, in one transaction; (inserted, duplicates)."""
+    try:
+        with engine.begin() as conn:
+            fresh = _new_records(conn, predictions, chunk.records)
+            if fresh:
+                conn.execute(predictions.insert(), fresh)
+            duplicates = len(chunk.records) - len(fresh)
+            counts = {"loaded_bytes": chunk.end, "updated_at": datetime.now(UTC).replace(tzinfo=None)}
+            if first:
+                row = {"file_name": name, "records": len(fresh), "skipped": chunk.skipped + duplicates}
+                conn.execute(files.insert(), {**row, **counts})
+            else:
+                conn.execute(
+                    files.update()
+                    .where(files.c.file_name == name)
+                    .values(
+                        records=files.c.records + len(fresh),
+                        skipped=files.c.skipped + chunk.skipped + duplicates,
+                        **counts,
+                    )
+                )
+    except sa.exc.IntegrityError as err:
+        raise ConcurrentLoadError(
+            f"another loader committed lines of {name} meanwhile (a second monitor run at the same time?): "
+            "this chunk was rolled back; a retry goes on from the committed offset"
+        ) from err
+    if duplicates:
+        log.warning(
+            "%s: %d records whose (request_id, item) was already loaded were skipped", name, duplicates
+        )
+    return len(fresh), duplicates
+
+
+def _new_records(
+    conn: sa.Connection, predictions: sa.Table, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records whose key is neither loaded nor repeated earlier in `records` (a client that reused its
+    X-Request-ID): skipped and counted, not an error."""
+    fresh: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in records:
+        fresh.setdefault((record["request_id"], record["item"]), record)
+    request_ids = sorted({request_id for request_id, _ in fresh})
+    for start in range(0, len(request_ids), 1000):
+        query = sa.select(predictions.c.request_id, predictions.c.item).where(
+            predictions.c.request_id.in_(request_ids[start : start + 1000])
+        )
+        for request_id, item in conn.execute(query):
+            fresh.pop((request_id, item), None)
+    return list(fresh.values())
+
+
+@dataclass
+class Retention:
+    """What one retention pass deleted, and which vanished files it stopped tracking."""
+
+    rows_deleted: int = 0
+    files_deleted: list[str] = field(default_factory=list)
+    files_forgotten: list[str] = field(default_factory=list)
+
+
+def apply_retention(engine: sa.Engine, folder: Path, days: float, now: datetime | None = None) -> Retention:
+    """Delete rows answered more than `days` ago; delete log files fully loaded and untouched for as long,
+    if `folder` is writable (in compose Airflow mounts it read-only: files stay); forget the bookkeeping of
+    files that are gone. `days` 0 keeps everything."""
+    done = Retention()
+    if days <= 0:
+        return done
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=days)
+    predictions, files = create_tables(engine)
+    with engine.begin() as conn:
+        deleted = conn.execute(predictions.delete().where(predictions.c.time < cutoff.replace(tzinfo=None)))
+        done.rows_deleted = deleted.rowcount
+        loaded = {
+            name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))
+        }
+    if folder.is_dir() and os.access(folder, os.W_OK):
+        for path in log_files(folder):
+            stat = path.stat()
+            if loaded.get(path.name) == stat.st_size and stat.st_mtime < cutoff.timestamp():
+                path.unlink(missing_ok=True)
+                done.files_deleted.append(path.name)
+    present = {path.name for path in log_files(folder)}
+    done.files_forgotten = sorted(set(loaded) - present)
+    if done.files_forgotten:
+        with engine.begin() as conn:
+            conn.execute(files.delete().where(files.c.file_name.in_(done.files_forgotten)))
+    log.info(
+        "Retention (%s days): deleted %d rows, %d log files; forgot %d files that are gone",
+        days,
+        done.rows_deleted,
+        len(done.files_deleted),
+        len(done.files_forgotten),
+    )
+    return done

@@ -1,0 +1,73 @@
+"""How a task runs a step: the one permanent-error rule decides between failing at once and a retry."""
+
+from collections.abc import Callable
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from penguins_pipeline.core.bulk import BulkLoadError
+from penguins_pipeline.core.errors import PermanentError
+from penguins_pipeline.core.settings import PipelineSettings, get_settings
+from penguins_pipeline.core.store import DataNotReadyError, DataStoreError, StoreURLError
+from penguins_pipeline.core.task_runner import run_step
+from penguins_pipeline.data.sources import SourceError
+from penguins_pipeline.data.steps import ValidationError
+from penguins_pipeline.training.artifacts import ArtifactError, ArtifactsNotWritableError
+from penguins_pipeline.training.evaluate import QualityGateError
+from penguins_pipeline.training.train import TrainingDataError
+from penguins_pipeline.training.warmup import WarmupError
+
+# What a retry cannot fix: bad source or setting, missing data, a refused model or artifact.
+PERMANENT = [
+    SourceError,
+    StoreURLError,
+    DataNotReadyError,
+    BulkLoadError,
+    ValidationError,
+    TrainingDataError,
+    QualityGateError,
+    ArtifactError,
+    ArtifactsNotWritableError,
+]
+# What another attempt may fix: the data store or the API unreachable for a while.
+TRANSIENT = [DataStoreError, WarmupError, OSError]
+
+
+def failing(error: Exception) -> Callable[[PipelineSettings], None]:
+    """A step that raises `error`, as a real one would midway."""
+
+    def step(settings: PipelineSettings) -> None:
+        raise error
+
+    return step
+
+
+def test_the_step_gets_the_environment_settings_and_the_task_arguments() -> None:
+    def step(settings: PipelineSettings, run_id: str, *, rows: int) -> tuple[PipelineSettings, str, int]:
+        return settings, run_id, rows
+
+    assert run_step(step, "run-1", rows=3) == (get_settings(), "run-1", 3)
+
+
+@pytest.mark.parametrize("error", PERMANENT)
+def test_a_permanent_error_fails_the_task_at_once(error: type[PermanentError]) -> None:
+    raised = error("cannot work")
+    with pytest.raises(AirflowFailException) as failed:
+        run_step(failing(raised))
+    assert str(failed.value) == "cannot work"
+    assert failed.value.__cause__ is raised
+
+
+@pytest.mark.parametrize("error", TRANSIENT)
+def test_a_transient_error_is_re_raised_as_is_for_airflow_to_retry(error: type[Exception]) -> None:
+    raised = error("try again")
+    with pytest.raises(error) as reraised:
+        run_step(failing(raised))
+    assert reraised.value is raised
+    assert not isinstance(raised, PermanentError)
+
+
+@pytest.mark.parametrize("error", PERMANENT)
+def test_a_permanent_error_is_still_caught_as_its_builtin_kind(error: type[PermanentError]) -> None:
+    # Callers outside Airflow catch ValueError or RuntimeError: being marked permanent changes nothing there.
+    assert issubclass(error, ValueError | RuntimeError)

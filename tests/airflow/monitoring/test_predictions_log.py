@@ -1,0 +1,271 @@
+"""The prediction-log loader on real files and real databases (SQLite and MariaDB): every whole line once,
+partial lines later, malformed lines skipped and counted, and no duplicate or loss after a crash mid-load."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from prediction_logs import lines, records, write_log
+
+from penguins_pipeline.core import store
+from penguins_pipeline.monitoring import predictions_log
+from penguins_pipeline.monitoring.predictions_log import FILES_TABLE, PREDICTIONS_TABLE
+
+START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
+VERSION = "20261130T220000000000Z-1a2b3c4d"
+
+
+def table_keys(url: str) -> list[tuple[str, int]]:
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT request_id, item FROM {PREDICTIONS_TABLE}"))
+            return sorted((request_id, item) for request_id, item in rows)
+    finally:
+        engine.dispose()
+
+
+def load(
+    url: str, folder: Path, chunk_bytes: int = predictions_log.CHUNK_BYTES
+) -> predictions_log.LoadReport:
+    engine = store.make_engine(url)
+    try:
+        return predictions_log.load_folder(engine, folder, chunk_bytes)
+    finally:
+        engine.dispose()
+
+
+def keys(rows: list[dict]) -> list[tuple[str, int]]:
+    return sorted((row["request_id"], row["item"]) for row in rows)
+
+
+def test_several_files_each_line_once_partial_lines_wait(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    folder = tmp_path / "predictions"
+    first, second = records(clean_penguins.head(30), VERSION), records(clean_penguins.iloc[30:50], VERSION)
+    half = lines(second[-1:])[:-20]
+    write_log(folder, first, START, 101)
+    growing = write_log(folder, second[:-1], START + timedelta(seconds=1), 102, tail=half)
+    (folder / "notes.txt").write_text("not a log file\n")
+
+    report = load(db_url, folder, chunk_bytes=1000)  # many small chunks: each committed on its own
+    assert (report.files, report.records, report.skipped) == (2, 49, 0)
+    assert report.waiting_bytes == len(half)
+    assert table_keys(db_url) == keys(first + second[:-1])
+
+    assert load(db_url, folder).records == 0  # a rerun loads nothing new
+    assert table_keys(db_url) == keys(first + second[:-1])
+
+    # The writer finishes its line and appends more: only the new lines are loaded.
+    more = records(clean_penguins.iloc[50:55], VERSION)
+    with open(growing, "ab") as handle:
+        handle.write(lines(second[-1:])[-20:] + lines(more))
+    report = load(db_url, folder)
+    assert (report.records, report.waiting_bytes) == (6, 0)
+    assert table_keys(db_url) == keys(first + second + more)
+
+
+def test_the_loaded_values_are_the_records(db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame) -> None:
+    rows = records(clean_penguins.head(3), VERSION, end=START + timedelta(microseconds=123456))
+    rows[1].update(item=7, endpoint="predict_batch", probabilities={"Adelie": 0.25, "Gentoo": 0.75})
+    write_log(tmp_path, rows, START, 1)
+    load(db_url, tmp_path)
+    engine = sa.create_engine(db_url)
+    loaded = pd.read_sql_table(PREDICTIONS_TABLE, engine).sort_values("time")
+    engine.dispose()
+    assert list(loaded["item"]) == [0, 7, 0]
+    assert list(loaded["bill_length_mm"]) == list(clean_penguins["bill_length_mm"].head(3))
+    assert loaded["time"].iloc[-1] == START.replace(tzinfo=None, microsecond=123456)
+    assert json.loads(loaded["probabilities"].iloc[1]) == {"Adelie": 0.25, "Gentoo": 0.75}
+    assert set(loaded["source_file"]) == {predictions_log.log_files(tmp_path)[0].name}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"species": None}, "species must be a non-empty string"),
+        ({"body_mass_g": "heavy"}, "body_mass_g must be a finite number"),
+        ({"item": -1}, "item must be a non-negative integer"),
+        ({"item": True}, "item must be a non-negative integer"),
+        ({"time": "yesterday"}, "time must be an ISO 8601 UTC time"),
+        ({"time": "2026-11-30T23:00:00+01:00"}, "time must be in UTC"),
+        ({"endpoint": "guess"}, "endpoint must be one of"),
+        ({"probabilities": [0.5]}, "probabilities must be an object"),
+        ({"request_id": ""}, "request_id must be a non-empty string"),
+    ],
+)
+def test_a_malformed_record_names_its_field(change: dict, message: str, clean_penguins: pd.DataFrame) -> None:
+    row = {**records(clean_penguins.head(1), VERSION)[0], **change}
+    with pytest.raises(predictions_log.BadRecord, match=message):
+        predictions_log.parse_record(json.dumps(row).encode())
+
+
+def test_malformed_lines_are_skipped_counted_and_logged(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = records(clean_penguins.head(4), VERSION)
+    missing = {key: value for key, value in good[0].items() if key != "island"}
+    bad = b'{"not": "closed"\n' + b"[1, 2]\n" + json.dumps(missing).encode() + b"\n" + b"\xff\xfe\n"
+    write_log(tmp_path, [], START, 1, tail=lines(good[:2]) + bad + lines(good[2:]))
+    report = load(sqlite_url, tmp_path)
+    assert (report.records, report.skipped) == (4, 4)
+    assert "island must be a non-empty string" in caplog.text
+    assert "not JSON" in caplog.text and "not a JSON object" in caplog.text
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        counts = conn.execute(sa.text(f"SELECT records, skipped FROM {FILES_TABLE}")).one()
+    assert tuple(counts) == (4, 4)
+
+
+def test_a_request_id_seen_before_is_skipped_not_fatal(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    rows = records(clean_penguins.head(5), VERSION)
+    write_log(tmp_path, rows, START, 1)
+    write_log(tmp_path, [rows[2], *records(clean_penguins.iloc[5:7], VERSION)], START + timedelta(hours=1), 2)
+    report = load(sqlite_url, tmp_path)
+    assert (report.records, report.duplicates) == (7, 1)
+    assert len(table_keys(sqlite_url)) == 7
+
+
+# Loads PREDICTIONS_DIR in 600-byte chunks and is SIGKILLed by its own database driver right after the inserts
+# of the third chunk, before that chunk's offset is written and its transaction committed.
+KILLED_LOADER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import sqlalchemy as sa
+    from penguins_pipeline.monitoring import predictions_log
+    from penguins_pipeline.core import store
+    engine = store.make_engine(sys.argv[1])
+    seen = {"inserts": 0}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def die_before_commit(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT INTO PENGUINS_PREDICTIONS "):
+            seen["inserts"] += 1
+        elif seen["inserts"] == 3 and "penguins_prediction_files" in statement:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    predictions_log.load_folder(engine, Path(sys.argv[2]), chunk_bytes=600)
+    """
+)
+
+
+def two_files(folder: Path, penguins: pd.DataFrame, rows: int) -> list[dict]:
+    """`rows` records written to two log files of `folder`, half in each."""
+    written = records(penguins.head(rows), VERSION)
+    write_log(folder, written[: rows // 2], START, 1)
+    write_log(folder, written[rows // 2 :], START + timedelta(minutes=1), 2)
+    return written
+
+
+def start_loader(script: str, db_url: str, folder: Path) -> subprocess.Popen[bytes]:
+    """`script` in a fresh Python process (argv: the data store's URL, the log folder), stderr piped."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", script, db_url, str(folder)]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+
+
+def test_a_loader_killed_mid_load_neither_duplicates_nor_loses(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    folder = tmp_path / "predictions"
+    rows = two_files(folder, clean_penguins, 40)
+    killed = start_loader(KILLED_LOADER, db_url, folder)
+    _, stderr = killed.communicate(timeout=120)
+    assert killed.returncode == -9, stderr.decode()
+    partial = table_keys(db_url)
+    assert 0 < len(partial) < 40  # two chunks committed, the third rolled back
+
+    report = load(db_url, folder)
+    assert report.records == 40 - len(partial)
+    assert report.duplicates == 0
+    assert table_keys(db_url) == keys(rows)
+
+
+def test_an_error_before_commit_leaves_the_chunk_for_the_next_run(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    rows = records(clean_penguins.head(10), VERSION)
+    write_log(tmp_path, rows, START, 1)
+    engine = store.make_engine(sqlite_url)
+
+    def fail_on_offset(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if FILES_TABLE in statement and statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            raise RuntimeError("the data store went away")
+
+    sa.event.listen(engine, "before_cursor_execute", fail_on_offset)
+    with pytest.raises(RuntimeError, match="went away"):
+        predictions_log.load_folder(engine, tmp_path)
+    engine.dispose()
+    assert table_keys(sqlite_url) == []
+    assert load(sqlite_url, tmp_path).records == 10
+    assert table_keys(sqlite_url) == keys(rows)
+
+
+def test_retention_deletes_old_rows_and_old_loaded_files(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    now = datetime.now(UTC)
+    old = write_log(
+        tmp_path, records(clean_penguins.head(5), VERSION, end=now - timedelta(days=40)), START, 1
+    )
+    os.utime(old, (old.stat().st_atime, (now - timedelta(days=39)).timestamp()))
+    fresh_rows = records(clean_penguins.iloc[5:8], VERSION, end=now)
+    write_log(tmp_path, fresh_rows, START + timedelta(days=1), 2)
+    load(sqlite_url, tmp_path)
+    engine = store.make_engine(sqlite_url)
+    try:
+        assert predictions_log.apply_retention(engine, tmp_path, 0).rows_deleted == 0  # 0 keeps everything
+        done = predictions_log.apply_retention(engine, tmp_path, 30)
+    finally:
+        engine.dispose()
+    assert done.rows_deleted == 5
+    assert done.files_deleted == [old.name]
+    assert done.files_forgotten == [old.name]
+    assert not old.exists()
+    assert table_keys(sqlite_url) == keys(fresh_rows)
+    assert load(sqlite_url, tmp_path).records == 0  # the kept file is still remembered as loaded
+
+
+CONCURRENT_LOADER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from penguins_pipeline.monitoring import predictions_log
+    from penguins_pipeline.core import store
+    engine = store.make_engine(sys.argv[1])
+    try:
+        predictions_log.load_folder(engine, Path(sys.argv[2]), chunk_bytes=600)
+    except Exception as err:  # the loser of a race: its transaction rolled back
+        print(err, file=sys.stderr)
+        print("failed with", type(err).__name__, file=sys.stderr)
+        sys.exit(3)
+    """
+)
+
+
+def test_two_loaders_at_once_never_duplicate(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    folder = tmp_path / "predictions"
+    rows = two_files(folder, clean_penguins, 200)
+    loaders = [start_loader(CONCURRENT_LOADER, db_url, folder) for _ in range(2)]
+    outputs = [loader.communicate(timeout=180)[1] for loader in loaders]
+    codes = [loader.returncode for loader in loaders]
+    errors = [output.decode() for output in outputs]
+    assert set(codes) <= {0, 3}, errors
+    # The loser's insert meets the winner's keys (on SQLite its write may meet a newer snapshot first).
+    failures = [error.strip().splitlines()[-1] for error in errors if "failed with" in error]
+    assert set(failures) <= {"failed with ConcurrentLoadError", "failed with OperationalError"}, errors
+    load(db_url, folder)  # what a retry of the loser does
+    assert table_keys(db_url) == keys(rows)
