@@ -18,12 +18,12 @@ from app import metrics
 from app.batching import MicroBatcher
 from app.loader import LoadError, load_version, read_current
 from app.open_inference import InferRequest, answer_groups
-from app.predictor import Predictor, Scores
-from app.schemas import PenguinFeatures, ServedVersion
+from app.predictor import Predictor, PredictRequest, Scores
+from app.schemas import ServedVersion
 
 log = logging.getLogger(__name__)
 # Answers /predict requests, one penguin each, from the served predictor.
-PredictBatcher = MicroBatcher[PenguinFeatures, dict[str, Any]]
+PredictBatcher = MicroBatcher[PredictRequest, dict[str, Any]]
 # Scores small V2 infer requests, a few penguins each, from the served predictor.
 GroupBatcher = MicroBatcher[InferRequest, Scores]
 NO_MODEL_YET = (

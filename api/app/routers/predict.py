@@ -27,7 +27,9 @@ def _json(content: Any) -> Response:
 async def predict(penguin: PenguinFeatures, served: BatcherDep, record: RecorderDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
     predictor, batcher = served
-    answer = await batcher.submit(penguin)
+    # Island and sex are checked before the request joins a micro-batch: an unknown one is its own 422, the
+    # pass the others share never fails for it.
+    answer = await batcher.submit((penguin, predictor.categories_of(penguin)))
     metrics.count_predictions(answer["species"])
     record("predict", (penguin,), (answer,), predictor.encoder)
     return _json(answer)
