@@ -14,14 +14,16 @@ from app.projection import PcaProjection
 
 
 def main() -> None:
+    """Every compiled function called once: compiled into the cache, or loaded from it."""
     rows = np.zeros((2, 2))
     FlatForest(
         children=np.array([[1, 2], [1, 1], [2, 2]]),
-        feature=np.zeros(3),
+        feature=np.zeros(3, dtype=np.uint64),
         threshold=np.zeros(3),
         value=np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]),
         roots=np.array([0]),
         depths=np.array([1]),
+        n_features=2,
     ).predict_proba(rows)
     PcaProjection(np.eye(2), np.zeros(2), np.ones(2))(rows)
     NeighborIndex(rows, 1).query(rows)

@@ -94,9 +94,11 @@ class Predictor:
                 ] = True
         self._seen.flags.writeable = False
 
-        self.forest = FlatForest(*(arrays[f"forest_{name}"] for name in _FOREST_ARRAYS))
-        if self.forest.n_classes != len(self.classes) or arrays["forest_feature"].max() >= len(columns):
-            raise ValueError("the forest's classes or features do not match the export's")
+        self.forest = FlatForest(
+            **{name: arrays[f"forest_{name}"] for name in _FOREST_ARRAYS}, n_features=len(columns)
+        )
+        if self.forest.n_classes != len(self.classes):
+            raise ValueError("the forest's classes do not match the export's")
         self._project = PcaProjection(arrays["pca_components"], arrays["pca_mean"], arrays["pca_scale"])
 
         measures, self._split_categories, self._split_labels = self._rows(arrays, "split")

@@ -124,6 +124,18 @@ def reference_mismatch(folder: Path) -> str:
     return "reference_mismatch"
 
 
+def negative_index(folder: Path) -> str:
+    """A signed feature index of -1 on the last node (a leaf, so no walk reads it): its largest index is
+    still in range, but cast to unsigned it is not."""
+
+    def change(arrays: dict[str, np.ndarray]) -> None:
+        arrays["forest_feature"] = arrays["forest_feature"].astype(np.int64)
+        arrays["forest_feature"][-1] = -1
+
+    rewrite_export(folder, change)
+    return "invalid"
+
+
 def pickled_array(folder: Path) -> str:
     """An object array needs unpickling to load: refused, never unpickled."""
     objects = lambda a: a.update(classes=np.array(list(a["classes"]), dtype=object))  # noqa: E731
@@ -142,6 +154,7 @@ def pickled_array(folder: Path) -> str:
         wrong_shape,
         missing_array,
         reference_mismatch,
+        negative_index,
         pickled_array,
     ],
 )
