@@ -7,7 +7,6 @@ by the old version meanwhile; a version that fails to load is remembered and not
 """
 
 import asyncio
-import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,9 +82,6 @@ class ModelStore:
                 MicroBatcher(predictor.answer_requests),
                 MicroBatcher(answer_groups(predictor)),
             )
-            # The model's objects live until the next swap: keep them (and the libraries) out of the cyclic
-            # collector's scans, which otherwise stall big batches.
-            gc.freeze()
             self._failed.pop(version, None)
             self.last_error = None
             metrics.set_served_version(version, served.version if served else None)

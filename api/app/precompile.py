@@ -1,7 +1,8 @@
 """Compile serving's numba functions into their cache before the first start (the API image runs this at
 build time): a container then loads the machine code from NUMBA_CACHE_DIR instead of compiling it at every
 start. The functions are called through the classes that serving uses, so the cached signatures (dtypes,
-layouts, read-only flags) are serving's own.
+layouts, read-only flags) are serving's own. Every start calls it too, before any model, so the compiled
+functions' objects are frozen with the libraries' (app/main.py).
 
     python -m app.precompile
 """

@@ -232,8 +232,8 @@ def test_starting_over_a_bad_version_serves_nothing_and_says_why(
 
 
 def test_a_replaced_version_is_freed_at_once(artifacts_dir: Path, versions) -> None:
-    """The store freezes what it serves out of the garbage collector's sight, so a replaced predictor must
-    be freed by reference counting alone: one reference cycle in it would keep every old model forever."""
+    """By reference counting alone, at once: a replaced predictor holds no reference cycle, so it does not
+    wait for the cyclic collector."""
     store = ModelStore(artifacts_dir, near_tie_margin=0.2)
     asyncio.run(store.refresh())
     replaced = weakref.ref(store.predictor)
