@@ -38,7 +38,9 @@ class MicroBatcher(Generic[Item, Answer]):
         try:
             answers = self._answer_many([item for item, _ in waiting])
         except Exception as error:
-            if len(waiting) > 1:  # one bad item must not fail the others: answer each on its own
+            # Callers check their items before they submit them: an error here is unexpected. Even so it must
+            # fail only the request whose item caused it: the others are answered again, each on its own.
+            if len(waiting) > 1:
                 for one in waiting:
                     self._answer([one])
             elif not waiting[0][1].done():

@@ -53,6 +53,29 @@ async def get_recorder(request: Request) -> RequestRecorder:
     return RequestRecorder(request.app.state.prediction_log, request.state.request_id)
 
 
+async def batch_within_limit(request: Request, settings: Annotated[Settings, Depends(app_settings)]) -> None:
+    """/predict/batch's instances counted on the parsed JSON, before pydantic validates them one by one: a
+    body of tens of thousands of penguins is refused without validating any (FastAPI solves dependencies
+    before it validates the body, and parsed it already: `request.json()` returns that parse)."""
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON at all: the body's validation says so
+        return
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if isinstance(instances, list) and len(instances) > settings.api_max_batch_size:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {
+                    "type": "too_long",
+                    "loc": ["body", "instances"],
+                    "msg": f"at most {settings.api_max_batch_size} instances per batch (API_MAX_BATCH_SIZE), "
+                    f"got {len(instances)}",
+                }
+            ],
+        )
+
+
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]

@@ -54,6 +54,14 @@ class FeatureEncoder:
             raise UnknownCategoryError(field, values[position], self.categories[field], position)
         return positions
 
+    def position(self, field: str, value: str) -> int:
+        """The position of one request's `value` among the model's categories of `field`, ignoring case; an
+        unknown value raises, naming no position in a batch."""
+        found = self._index[field].get(value.lower())
+        if found is None:
+            raise UnknownCategoryError(field, value, self.categories[field])
+        return found
+
     def encode_many(self, measures: np.ndarray, category_indices: np.ndarray) -> np.ndarray:
         """float64 rows from an (n, measures) array and an (n, categorical) array of category positions:
         the scaler's arithmetic (subtract the mean, divide by the scale), then the one-hot blocks."""

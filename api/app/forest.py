@@ -6,6 +6,9 @@ per core, walked in parallel threads (the compiled walk releases the GIL). It fo
 cast to float32 and compared `<=` to the float64 thresholds, a tree's probability is its leaf's stored class
 fractions, and trees are summed in order then divided by their number, so the floats (and so the argmax,
 even on exact ties) are the ones sklearn would give, whatever the batch size.
+
+For finite rows only: sklearn sends a NaN down the side each split learned (`missing_go_to_left`), which the
+export does not carry, so a row holding NaN or an infinity is refused here rather than answered otherwise.
 """
 
 import math
@@ -49,6 +52,7 @@ _CORES = _usable_cores()
 # than it saves (the measured break-even is in INFORME_IMPLEMENTACION.md).
 _PARALLEL_MIN_ROWS = 1024
 _POOL = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="forest")
+NON_FINITE = "a row holds NaN or an infinity (in float32): the forest answers finite rows only"
 
 
 @numba.njit(cache=True, nogil=True)
@@ -63,7 +67,11 @@ def _walk(
 ) -> np.ndarray:
     """Every float32 row down every tree, all rows one level at a time: a leaf is its own child, so a row
     that reached its leaf stays there, and the loop has no branch to mispredict. Leaves summed in tree
-    order."""
+    order. A non-finite value is refused first (checked here, compiled, it costs next to nothing)."""
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            if not np.isfinite(x[i, j]):
+                raise ValueError(NON_FINITE)
     total = np.zeros((x.shape[0], value.shape[1]))
     node = np.empty(x.shape[0], dtype=np.uint64)
     for tree in range(roots.shape[0]):
@@ -82,7 +90,7 @@ def _walk(
 class FlatForest:
     """A fitted forest as read-only arrays (the serving export's): its trees concatenated, node ids global,
     a leaf its own child. Unsigned indices: numba then skips the check for negative (from-the-end) indices,
-    which halves the time of the walk."""
+    which makes the walk much faster; and checks none at all, so every index is checked here, once."""
 
     def __init__(
         self,
@@ -92,6 +100,7 @@ class FlatForest:
         value: np.ndarray,
         roots: np.ndarray,
         depths: np.ndarray,
+        n_features: int,
     ) -> None:
         nodes = len(threshold)
         shapes_ok = (
@@ -105,24 +114,34 @@ class FlatForest:
         )
         if not shapes_ok:
             raise ValueError("the forest's arrays do not describe one set of nodes and trees")
-        if nodes and (children.max() >= nodes or roots.max() >= nodes or depths.min() < 0):
-            raise ValueError("the forest's arrays point outside its nodes")
+        self.n_features = n_features
         self.n_classes = int(value.shape[1])
         self._arrays = (
-            np.ascontiguousarray(children, dtype=np.uint64),
-            np.ascontiguousarray(feature, dtype=np.uint64),
+            _indices(children, nodes, "children"),
+            _indices(feature, n_features, "features"),
             np.ascontiguousarray(threshold, dtype=np.float64),
             np.ascontiguousarray(value, dtype=np.float64),
-            np.ascontiguousarray(roots, dtype=np.uint64),
-            np.ascontiguousarray(depths, dtype=np.intp),
+            _indices(roots, nodes, "roots"),
+            np.ascontiguousarray(_indices(depths, nodes + 1, "depths"), dtype=np.intp),
         )
         for array in self._arrays:
             array.flags.writeable = False
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities for a 2-D array of preprocessed rows (compared in float32, as sklearn casts them)."""
+        """Probabilities for a 2-D array of finite preprocessed rows (compared in float32, as sklearn casts
+        them); a row with NaN or an infinity raises ValueError."""
         x = np.ascontiguousarray(rows, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"rows must be (n, {self.n_features}), not {x.shape}")
         if len(x) < _PARALLEL_MIN_ROWS or _CORES == 1:
             return _walk(x, *self._arrays)
         slices = np.array_split(x, _CORES)
         return np.concatenate(list(_POOL.map(lambda part: _walk(part, *self._arrays), slices)))
+
+
+def _indices(array: np.ndarray, bound: int, what: str) -> np.ndarray:
+    """An index array as uint64 once every index is in 0..bound-1: a negative one (which the cast would turn
+    into a huge one) or one too large would be read out of bounds by the compiled walk."""
+    if array.dtype.kind not in "iu" or (array.size and (array.min() < 0 or array.max() >= bound)):
+        raise ValueError(f"the forest's {what} point outside 0 to {bound - 1} (or are not integers)")
+    return np.ascontiguousarray(array, dtype=np.uint64)

@@ -2,13 +2,14 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import errors, metrics, openapi
+from app import errors, metrics, openapi, precompile
 from app.core.config import Settings, get_settings
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
@@ -19,11 +20,22 @@ from app.routers import docs, health, inference_v2, model, monitoring, page, pre
 log = logging.getLogger(__name__)
 
 
+def freeze_the_libraries() -> None:
+    """Once, before any model is loaded: the libraries' objects, the compiled functions' among them, out of
+    the cyclic collector's scans, which otherwise stall big batches. A model adds next to no objects to scan
+    and is never frozen, so a replaced one is freed like any object, even one caught in a reference cycle (a
+    failed request's traceback holds its frames): frozen objects are never collected."""
+    precompile.main()
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        freeze_the_libraries()
         store = ModelStore(settings.artifacts_dir, settings.api_near_tie_margin)
         app.state.model_store = store
         app.state.prediction_log = prediction_log = start_prediction_log(settings)

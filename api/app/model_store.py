@@ -7,7 +7,6 @@ by the old version meanwhile; a version that fails to load is remembered and not
 """
 
 import asyncio
-import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,12 @@ from app import metrics
 from app.batching import MicroBatcher
 from app.loader import LoadError, load_version, read_current
 from app.open_inference import InferRequest, answer_groups
-from app.predictor import Predictor, Scores
-from app.schemas import PenguinFeatures, ServedVersion
+from app.predictor import Predictor, PredictRequest, Scores
+from app.schemas import ServedVersion
 
 log = logging.getLogger(__name__)
 # Answers /predict requests, one penguin each, from the served predictor.
-PredictBatcher = MicroBatcher[PenguinFeatures, dict[str, Any]]
+PredictBatcher = MicroBatcher[PredictRequest, dict[str, Any]]
 # Scores small V2 infer requests, a few penguins each, from the served predictor.
 GroupBatcher = MicroBatcher[InferRequest, Scores]
 NO_MODEL_YET = (
@@ -83,9 +82,6 @@ class ModelStore:
                 MicroBatcher(predictor.answer_requests),
                 MicroBatcher(answer_groups(predictor)),
             )
-            # The model's objects live until the next swap: keep them (and the libraries) out of the cyclic
-            # collector's scans, which otherwise stall big batches.
-            gc.freeze()
             self._failed.pop(version, None)
             self.last_error = None
             metrics.set_served_version(version, served.version if served else None)

@@ -68,13 +68,13 @@ def parse_infer_request(
     `json_length` (Triton's binary tensor extension, tritonclient's default): the body is that many bytes of
     JSON, then the data of the inputs whose parameters give a `binary_data_size`, in their order.
     """
-    binary = b""
+    binary = memoryview(b"")
     if json_length is not None:
         if not 0 <= json_length <= len(body):
             raise _bad(
                 f"Inference-Header-Content-Length {json_length} does not fit a body of {len(body)} bytes"
             )
-        body, binary = body[:json_length], body[json_length:]
+        body, binary = body[:json_length], memoryview(body)[json_length:]  # the binary data is not copied
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -86,9 +86,14 @@ def parse_infer_request(
         raise _bad("id must be a string")
     _check_parameters(request.get("parameters"), "parameters")
     tensors = _named_inputs(request.get("inputs"))
-    if json_length is not None:
-        _unpack_binary(request["inputs"], binary)
+    # Each input's n from its shape, bounded by API_MAX_BATCH_SIZE, before any binary data is unpacked: a
+    # binary BYTES tensor is then read up to its n strings, never to however many the bytes could hold.
     rows = {name: _row_count(name, tensor, max_rows) for name, tensor in tensors.items()}
+    if json_length is not None:
+        _unpack_binary(request["inputs"], binary, rows)
+    for name, tensor in tensors.items():
+        if not isinstance(tensor.get("data"), list | np.ndarray):
+            raise _bad(f"input {name}: data must be a JSON array (or binary data)")
     first = FEATURES[0]
     for name, count in rows.items():
         if count != rows[first]:
@@ -103,9 +108,9 @@ def parse_infer_request(
     return InferRequest(request_id, measures, positions, _wanted_outputs(request.get("outputs")))
 
 
-def _unpack_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
+def _unpack_binary(inputs: list[dict[str, Any]], binary: memoryview, rows: Mapping[str, int]) -> None:
     """Give each input sent as binary its data, decoded: little-endian FP64 or FP32, or BYTES as 4-byte
-    little-endian lengths each followed by that many bytes of UTF-8."""
+    little-endian lengths each followed by that many bytes of UTF-8 (at most `rows[name]` strings)."""
     offset = 0
     for tensor in inputs:
         size = (tensor.get("parameters") or {}).get("binary_data_size")
@@ -122,21 +127,25 @@ def _unpack_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
                 raise _bad(f"input {name}: {size} bytes of binary data is not a whole number of {datatype}")
             tensor["data"] = np.frombuffer(chunk, dtype="<f8" if item == 8 else "<f4")
         elif datatype == TEXT_DATATYPE:
-            tensor["data"] = _binary_strings(name, chunk)
-        # Any other datatype is refused by name in _row_count.
+            tensor["data"] = _binary_strings(name, chunk, rows[name])
     if offset != len(binary):
         raise _bad(f"{len(binary) - offset} bytes of binary data belong to no input's binary_data_size")
 
 
-def _binary_strings(name: str, chunk: bytes) -> list[str]:
-    strings, position = [], 0
+def _binary_strings(name: str, chunk: memoryview, count: int) -> list[str]:
+    strings: list[str] = []
+    position = 0
     while position < len(chunk):
+        if len(strings) == count:
+            raise _bad(
+                f"input {name}: its binary BYTES data holds more than the {count} elements of its shape"
+            )
         length = int.from_bytes(chunk[position : position + 4], "little")
         start, position = position + 4, position + 4 + length
         if position > len(chunk):
             raise _bad(f"input {name}: its binary BYTES data ends inside an element")
         try:
-            strings.append(chunk[start:position].decode())
+            strings.append(str(chunk[start:position], "utf-8"))
         except UnicodeDecodeError:
             raise _bad(f"input {name}: element {len(strings)} is not UTF-8 text") from None
     return strings
@@ -187,8 +196,6 @@ def _row_count(name: str, tensor: dict[str, Any], max_rows: int) -> int:
         raise _bad(f"input {name}: shape must be [n] or [n, 1] with n >= 1 penguins, not {shape!r}")
     if shape[0] > max_rows:
         raise _bad(f"input {name}: {shape[0]} rows, over API_MAX_BATCH_SIZE ({max_rows}): split the request")
-    if not isinstance(tensor.get("data"), list | np.ndarray):
-        raise _bad(f"input {name}: data must be a JSON array (or binary data)")
     return int(shape[0])
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.encoding import FeatureEncoder, UnknownCategoryError
+from app.encoding import FeatureEncoder
 from app.forest import FlatForest
 from app.loader import LoadedVersion, LoadError
 from app.neighbors import NeighborIndex
@@ -33,6 +33,8 @@ N_NEIGHBORS = 5
 _MEASURES_OF = attrgetter(*NUMERIC_FEATURES)
 _FOREST_ARRAYS = ("children", "feature", "threshold", "value", "roots", "depths")
 _FEW_ROWS = 8
+# A /predict request as its micro-batch takes it: the penguin, and its island and sex as category positions.
+PredictRequest = tuple[PenguinFeatures, tuple[int, int]]
 
 
 @contextmanager
@@ -96,9 +98,11 @@ class Predictor:
                 ] = True
         self._seen.flags.writeable = False
 
-        self.forest = FlatForest(*(arrays[f"forest_{name}"] for name in _FOREST_ARRAYS))
-        if self.forest.n_classes != len(self.classes) or arrays["forest_feature"].max() >= len(columns):
-            raise ValueError("the forest's classes or features do not match the export's")
+        self.forest = FlatForest(
+            **{name: arrays[f"forest_{name}"] for name in _FOREST_ARRAYS}, n_features=len(columns)
+        )
+        if self.forest.n_classes != len(self.classes):
+            raise ValueError("the forest's classes do not match the export's")
         self._project = PcaProjection(arrays["pca_components"], arrays["pca_mean"], arrays["pca_scale"])
 
         measures, self._split_categories, self._split_labels = self._rows(arrays, "split")
@@ -118,16 +122,10 @@ class Predictor:
         """Species, probabilities, the nearest training penguins, the PCA position and warnings."""
         return self.predict_batch((penguin,), include_neighbors=True)[0]
 
-    @_collector_paused()
     def predict_batch(
         self, penguins: Sequence[PenguinFeatures], include_neighbors: bool
     ) -> list[dict[str, Any]]:
         """The answer of `predict` for each penguin, from one vectorised pass (neighbours only if asked)."""
-        measures = np.fromiter(
-            chain.from_iterable(map(_MEASURES_OF, penguins)),
-            np.float64,
-            len(penguins) * len(NUMERIC_FEATURES),
-        ).reshape(len(penguins), len(NUMERIC_FEATURES))
         categories = np.array(
             [
                 self.encoder.category_positions(field, list(map(attrgetter(field), penguins)))
@@ -135,6 +133,25 @@ class Predictor:
             ],
             dtype=np.intp,
         ).T
+        return self._answers(_measures(penguins), categories, include_neighbors)
+
+    def categories_of(self, penguin: PenguinFeatures) -> tuple[int, int]:
+        """One /predict request's island and sex as positions among this version's categories, checked
+        before the request joins a micro-batch: an unknown one is that request's 422 alone."""
+        return self.encoder.position("island", penguin.island), self.encoder.position("sex", penguin.sex)
+
+    def answer_requests(self, requests: Sequence[PredictRequest]) -> list[dict[str, Any]]:
+        """/predict's micro-batches (see batching.py): each penguin a request of its own, its categories
+        already checked by `categories_of`, so nothing in it can fail the others."""
+        penguins = [penguin for penguin, _ in requests]
+        categories = np.array([positions for _, positions in requests], dtype=np.intp)
+        return self._answers(_measures(penguins), categories, include_neighbors=True)
+
+    @_collector_paused()
+    def _answers(
+        self, measures: np.ndarray, categories: np.ndarray, include_neighbors: bool
+    ) -> list[dict[str, Any]]:
+        """What /predict answers for each of n penguins given as columns (as `score` takes them)."""
         scores = self.score(measures, categories)
         rows, probabilities, best, warned = scores.rows, scores.probabilities, scores.best, scores.warnings
         neighbors = self._neighbors_of(rows) if include_neighbors else [None] * len(rows)
@@ -175,15 +192,6 @@ class Predictor:
                 measures[i].tolist(), int(categories[i, 0]), int(best[i]), probabilities[i].tolist()
             )
         return Scores(rows, probabilities, best, warned)
-
-    def answer_requests(self, penguins: Sequence[PenguinFeatures]) -> list[dict[str, Any]]:
-        """/predict's micro-batches (see batching.py): each penguin is a request of its own, so an error
-        names no position (the batcher answers the others again without the bad one)."""
-        try:
-            return self.predict_batch(penguins, include_neighbors=True)
-        except UnknownCategoryError as error:
-            error.position = None
-            raise
 
     def _may_warn(
         self, measures: np.ndarray, probabilities: np.ndarray, categories: np.ndarray, best: np.ndarray
@@ -318,6 +326,13 @@ class Predictor:
         distances, nearest = self._neighbors.query(points[:1])  # also compiles the scan before serving
         if distances[0, 0] != 0 or not np.array_equal(points[nearest[0, 0]], points[0]):
             raise _mismatch(self.version, "the neighbour index misses a training row as its own nearest")
+
+
+def _measures(penguins: Sequence[PenguinFeatures]) -> np.ndarray:
+    """(n, 4) float64, in NUMERIC_FEATURES order."""
+    return np.fromiter(
+        chain.from_iterable(map(_MEASURES_OF, penguins)), np.float64, len(penguins) * len(NUMERIC_FEATURES)
+    ).reshape(len(penguins), len(NUMERIC_FEATURES))
 
 
 def _mismatch(version: str, what: str) -> LoadError:

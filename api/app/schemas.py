@@ -55,7 +55,10 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instances: list[PenguinFeatures] = Field(min_length=1, description="At most API_MAX_BATCH_SIZE penguins")
-    include_neighbors: bool = Field(False, description="Also find the 5 nearest training penguins of each")
+    # Strict: 0, 1, "true" are not booleans in the schema, so they are refused, not coerced.
+    include_neighbors: StrictBool = Field(
+        False, description="Also find the 5 nearest training penguins of each"
+    )
 
 
 class PcaPoint(BaseModel):

@@ -61,33 +61,34 @@ def lifespan_app(artifacts_dir):
     return create_app(Settings(artifacts_dir=artifacts_dir))
 
 
-def test_concurrent_requests_share_a_pass_and_each_gets_its_own_answer(lifespan_app, monkeypatch) -> None:
+def test_one_bad_request_costs_the_others_nothing(lifespan_app, monkeypatch) -> None:
+    """Concurrent /predict requests, one with an unknown island: the good ones share ONE pass of the real
+    predictor, each answered with the same bits as alone, and the bad one gets its 422 naming the field."""
     from app.predictor import Predictor
 
-    sizes: list[int] = []
-    predict_batch = Predictor.predict_batch
+    scored: list[int] = []  # penguins in each call of the predictor's scoring
+    score = Predictor.score
 
-    def counting(self, penguins, include_neighbors):
-        sizes.append(len(penguins))
-        return predict_batch(self, penguins, include_neighbors)
+    def counting(self, measures, categories):
+        scored.append(len(measures))
+        return score(self, measures, categories)
 
     async def scenario() -> tuple[list[httpx.Response], list[dict]]:
         async with lifespan_app.router.lifespan_context(lifespan_app):
             transport = httpx.ASGITransport(app=lifespan_app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 alone = [(await client.post("/predict", json=p)).json() for p in (ADELIE, GENTOO)]
-                monkeypatch.setattr(Predictor, "predict_batch", counting)
-                bad = {**ADELIE, "island": "Atlantis"}
-                bodies = [ADELIE, GENTOO, bad] * 4
+                monkeypatch.setattr(Predictor, "score", counting)
+                bodies = [ADELIE, GENTOO, {**ADELIE, "island": "Atlantis"}, ADELIE, GENTOO, ADELIE, GENTOO]
                 together = await asyncio.gather(*(client.post("/predict", json=b) for b in bodies))
                 return together, alone
 
     together, (adelie, gentoo) = asyncio.run(scenario())
-    assert max(sizes) > 1, f"no request shared a pass: {sizes}"
-    for response, expected in zip(together, [adelie, gentoo, None] * 4, strict=True):
-        if expected is None:
-            assert response.status_code == 422
-            assert response.json()["detail"][0]["loc"] == ["body", "island"]
-        else:
-            assert response.status_code == 200
-            assert response.json() == expected  # the same bits as when it came alone
+    assert scored == [6], f"the six good penguins took {scored} penguins scored per call, not one pass of 6"
+    bad = together.pop(2)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "island"]
+    assert "Atlantis" in bad.json()["detail"][0]["msg"]
+    for response, expected in zip(together, [adelie, gentoo] * 3, strict=True):
+        assert response.status_code == 200
+        assert response.json() == expected  # the same bits as when it came alone

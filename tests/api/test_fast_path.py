@@ -123,8 +123,68 @@ def test_the_flat_forest_equals_sklearn_at_any_batch_size(rows: int) -> None:
     forest = RandomForestClassifier(n_estimators=25, random_state=0).fit(x, y)
     assert max(e.tree_.max_depth for e in forest.estimators_) > 15
     queries = rng.normal(scale=2, size=(rows, 6))
-    flat = FlatForest(**{name.removeprefix("forest_"): a for name, a in forest_arrays(forest).items()})
+    flat = FlatForest(
+        **{name.removeprefix("forest_"): a for name, a in forest_arrays(forest).items()}, n_features=6
+    )
     assert np.array_equal(flat.predict_proba(queries), forest.predict_proba(queries))
+
+
+@pytest.fixture(scope="module")
+def fitted_forest() -> RandomForestClassifier:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4))
+    return RandomForestClassifier(n_estimators=10, random_state=0).fit(x, (x[:, 0] > 0).astype(int))
+
+
+def flat_arrays(forest: RandomForestClassifier) -> dict[str, np.ndarray]:
+    return {name.removeprefix("forest_"): a for name, a in forest_arrays(forest).items()}
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e39])  # 1e39: an infinity once in float32
+def test_the_flat_forest_refuses_a_non_finite_row(fitted_forest, value: float) -> None:
+    """scikit-learn sends NaN down each split's learned side (missing_go_to_left), which the export does not
+    carry: the forest refuses such a row rather than answer something else than scikit-learn would."""
+    flat = FlatForest(**flat_arrays(fitted_forest), n_features=4)
+    rows = np.zeros((3, 4))
+    assert np.array_equal(flat.predict_proba(rows), fitted_forest.predict_proba(rows))
+    rows[1, 2] = value
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        flat.predict_proba(rows)
+    big = np.zeros((2048, 4))  # walked in parallel slices
+    big[-1, 0] = value
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        flat.predict_proba(big)
+
+
+def _out_of_range(name: str, value: int):
+    def change(arrays: dict[str, np.ndarray]) -> None:
+        changed = arrays[name].astype(np.int64)
+        changed.flat[-1] = value
+        arrays[name] = changed
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("children", -1),
+        ("children", -(2**40)),
+        ("feature", -1),
+        ("roots", -1),
+        ("depths", -1),
+        ("children", 10**9),
+        ("feature", 4),
+        ("roots", 10**9),
+    ],
+)
+def test_the_flat_forest_refuses_an_index_out_of_range(fitted_forest, name: str, value: int) -> None:
+    """Negative indices too: cast to unsigned they would be huge ones, read out of bounds by the walk."""
+    arrays = flat_arrays(fitted_forest)
+    FlatForest(**arrays, n_features=4)
+    _out_of_range(name, value)(arrays)
+    with pytest.raises(ValueError, match="point outside"):
+        FlatForest(**arrays, n_features=4)
 
 
 def test_a_cpu_limit_keeps_a_big_batch_on_one_thread() -> None:
@@ -133,7 +193,7 @@ def test_a_cpu_limit_keeps_a_big_batch_on_one_thread() -> None:
     script = (
         "import threading, numpy as np; from app.forest import FlatForest; "
         "x = np.random.default_rng(0).normal(size=(6000, 3)); "
-        "FlatForest(np.array([[0, 0]]), np.zeros(1), np.zeros(1), np.ones((1, 2)), np.zeros(1), np.zeros(1))"
+        "z = np.zeros(1, dtype=int); FlatForest(np.array([[0, 0]]), z, np.zeros(1), np.ones((1, 2)), z, z, 3)"
         ".predict_proba(x); "
         "print(sum(t.name.startswith('forest') for t in threading.enumerate()))"
     )

@@ -1,12 +1,18 @@
-"""Promotions while requests run, on a real server: no request fails, none mixes two versions."""
+"""Promotions while requests run, on a real server: no request fails, none mixes two versions; and many
+promotions keep nothing of the replaced models."""
 
+import gc
+import os
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import httpx
 
-from app.schemas import EXAMPLE_PENGUIN
+from app.encoding import UnknownCategoryError
+from app.predictor import Predictor
+from app.schemas import EXAMPLE_PENGUIN, PenguinFeatures
 from penguins_pipeline.training import artifacts
 
 PENGUINS = [
@@ -72,3 +78,42 @@ def test_promotions_under_load(artifacts_dir: Path, versions, api_server) -> Non
         assert not problems, problems[:3]
         assert seen == {versions.main, versions.other}
         assert count > 100
+
+
+def fail_holding(predictor: Predictor) -> None:
+    """A failed request as Python leaves it: the caught error's traceback holds this frame, which holds the
+    error (a reference cycle), and the frames below, which hold the predictor. Only the cyclic collector
+    can free that, and never if it was frozen."""
+    try:
+        predictor.predict_batch([PenguinFeatures(**{**EXAMPLE_PENGUIN, "island": "Atlantis"})], False)
+    except UnknownCategoryError as error:
+        caught = error
+    assert caught.__traceback__ is not None
+
+
+def rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_fifty_promotions_leave_every_replaced_model_collectable(
+    make_client, artifacts_dir: Path, versions
+) -> None:
+    """Each replaced predictor, though caught in a reference cycle, is collected (its weak reference goes
+    dead), and the memory after 50 promotions is the memory after 10."""
+    replaced: list[weakref.ref[Predictor]] = []
+    rss: dict[int, float] = {}
+    with make_client(artifacts_dir) as client:  # with its lifespan, as a server runs
+        store = client.app.state.model_store
+        for turn in range(1, 51):
+            version = versions.other if turn % 2 else versions.main
+            artifacts.promote(artifacts_dir, version)
+            assert client.post("/warmup").json()["model_version"] == version
+            replaced.append(weakref.ref(store.predictor))
+            fail_holding(store.predictor)
+            if turn in (10, 50):
+                gc.collect()
+                rss[turn] = rss_mib()
+        gc.collect()
+        alive = [turn for turn, ref in enumerate(replaced[:-1], 1) if ref() is not None]
+    assert alive == [], f"the models served at promotions {alive} are still in memory"
+    assert rss[50] - rss[10] < 2, f"RSS grew from {rss[10]:.1f} to {rss[50]:.1f} MiB in 40 promotions"

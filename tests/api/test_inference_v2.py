@@ -4,6 +4,7 @@
 import asyncio
 import json
 import re
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from app.open_inference import parse_infer_request
+from app import metrics
+from app.open_inference import ProtocolError, parse_infer_request
+from app.prediction_log import PredictionLog
+from app.routers import inference_v2
 from app.schemas import PenguinFeatures
 from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from penguins_pipeline.training import artifacts
@@ -461,6 +465,10 @@ BAD_BINARY: dict[str, tuple[bytes, dict[str, str], str]] = {
         "input island: element 1 is not UTF-8",
     ),
     "unknown island": (*_binary_request(BILLS, _strings(b"Dream", b"Mars")), "input island: element 1"),
+    "more strings than the shape": (
+        *_binary_request(BILLS, _strings(b"Dream", b"Biscoe", b"Dream")),
+        "input island: its binary BYTES data holds more than the 2 elements of its shape",
+    ),
     "header too long": (*_binary_request(BILLS, ISLANDS, declared=10**6), "does not fit a body of"),
     "header not a number": (
         _binary_request(BILLS, ISLANDS)[0],
@@ -486,6 +494,55 @@ def test_bad_binary_data_is_a_400_naming_the_problem(client, case: str) -> None:
     answer = client.post(INFER, content=body, headers=headers)
     assert answer.status_code == 400, answer.text
     assert expected in answer.json()["error"]
+
+
+def test_binary_strings_are_read_up_to_the_shape_never_beyond() -> None:
+    """4 MB of empty strings sent as the island of 2 penguins: refused at the third string, without building
+    the other million first (the memory traced while the body is read stays far below the body's size)."""
+    many = _strings(*[b""] * 1_000_000)
+    body, headers = _binary_request(BILLS, many)
+    categories = {"island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"]}
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match="more than the 2 elements of its shape"):
+            parse_infer_request(body, categories, 10_000, int(headers["Inference-Header-Content-Length"]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(many) / 8, f"{peak} bytes allocated to refuse a body of {len(body)}"
+
+
+def on_the_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_big_request_is_counted_logged_and_answered_off_the_event_loop(client, monkeypatch) -> None:
+    """Where the metrics, the log records and the answer of a request are built: in the worker thread that
+    scored a big request (on the event loop they would stall every other request for as long); a small one
+    stays on the loop, micro-batched."""
+    where: dict[str, list[bool]] = {}
+
+    def spy(what: str, original: Any) -> Any:
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            where.setdefault(what, []).append(on_the_event_loop())
+            return original(*args, **kwargs)
+
+        return spied
+
+    monkeypatch.setattr(metrics, "count_species", spy("metrics", metrics.count_species))
+    monkeypatch.setattr(PredictionLog, "record_scores", spy("log", PredictionLog.record_scores))
+    monkeypatch.setattr(inference_v2, "infer_response", spy("answer", inference_v2.infer_response))
+    big = json.dumps(_request(pd.DataFrame([_PENGUIN] * 1000))).encode()
+    assert len(big) > inference_v2.INLINE_BODY_BYTES
+    answer = client.post(INFER, content=big, headers={"content-type": "application/json"})
+    assert answer.status_code == 200
+    assert len(answer.json()["outputs"][0]["data"]) == 1000
+    assert client.post(INFER, json=_two()).status_code == 200
+    assert where == {"metrics": [False, True], "log": [False, True], "answer": [False, True]}
 
 
 ANY_VALUE = st.recursive(

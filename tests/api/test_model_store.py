@@ -124,6 +124,18 @@ def reference_mismatch(folder: Path) -> str:
     return "reference_mismatch"
 
 
+def negative_index(folder: Path) -> str:
+    """A signed feature index of -1 on the last node (a leaf, so no walk reads it): its largest index is
+    still in range, but cast to unsigned it is not."""
+
+    def change(arrays: dict[str, np.ndarray]) -> None:
+        arrays["forest_feature"] = arrays["forest_feature"].astype(np.int64)
+        arrays["forest_feature"][-1] = -1
+
+    rewrite_export(folder, change)
+    return "invalid"
+
+
 def pickled_array(folder: Path) -> str:
     """An object array needs unpickling to load: refused, never unpickled."""
     objects = lambda a: a.update(classes=np.array(list(a["classes"]), dtype=object))  # noqa: E731
@@ -142,6 +154,7 @@ def pickled_array(folder: Path) -> str:
         wrong_shape,
         missing_array,
         reference_mismatch,
+        negative_index,
         pickled_array,
     ],
 )
@@ -219,8 +232,8 @@ def test_starting_over_a_bad_version_serves_nothing_and_says_why(
 
 
 def test_a_replaced_version_is_freed_at_once(artifacts_dir: Path, versions) -> None:
-    """The store freezes what it serves out of the garbage collector's sight, so a replaced predictor must
-    be freed by reference counting alone: one reference cycle in it would keep every old model forever."""
+    """By reference counting alone, at once: a replaced predictor holds no reference cycle, so it does not
+    wait for the cyclic collector."""
     store = ModelStore(artifacts_dir, near_tie_margin=0.2)
     asyncio.run(store.refresh())
     replaced = weakref.ref(store.predictor)

@@ -182,6 +182,25 @@ def test_batch_limits(client: TestClient) -> None:
     assert len(full.json()["predictions"]) == 10_000
 
 
+def test_an_oversized_batch_is_refused_before_any_instance_is_validated(make_client, artifacts_dir) -> None:
+    """Counted first: the invalid instance among too many is never looked at, only the count is refused."""
+    invalid = {**ADELIE, "bill_length_mm": "long", "island": 7}
+    with make_client(artifacts_dir, api_max_batch_size=3) as client:
+        answer = client.post("/predict/batch", json={"instances": [ADELIE, invalid, ADELIE, ADELIE]})
+        assert client.post("/predict/batch", json={"instances": [ADELIE] * 3}).status_code == 200
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert [(error["type"], error["loc"]) for error in detail] == [("too_long", ["body", "instances"])]
+    assert "at most 3 instances" in detail[0]["msg"]
+
+
+@pytest.mark.parametrize("flag", [0, 1, "true"])
+def test_include_neighbors_is_a_json_boolean_as_the_schema_says(client: TestClient, flag: object) -> None:
+    answer = client.post("/predict/batch", json={"instances": [ADELIE], "include_neighbors": flag})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "include_neighbors"]
+
+
 def test_batch_names_the_instance_with_an_unknown_category(client: TestClient) -> None:
     answer = client.post("/predict/batch", json={"instances": [ADELIE, ADELIE, {**ADELIE, "island": "Mars"}]})
     assert answer.status_code == 422

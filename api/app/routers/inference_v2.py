@@ -8,6 +8,7 @@ checks and shapes live in app/open_inference.py.
 import re
 from typing import Annotated, Any
 
+import orjson
 from anyio import to_thread
 from fastapi import APIRouter, Path, Request, Response
 from pydantic.json_schema import models_json_schema
@@ -215,12 +216,10 @@ async def _answer(
     if len(body) <= INLINE_BODY_BYTES and batcher is not None:
         # Small requests arriving together are scored in one call, as /predict's are.
         inference = parse_infer_request(body, predictor.encoder.categories, max_rows, json_length)
-        scores = await batcher.submit(inference)
+        answer = _finish(predictor, inference, await batcher.submit(inference), record)
     else:
-        inference, scores = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length)
-    metrics.count_species(predictor.classes[best] for best in scores.best.tolist())
-    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor)
-    return _json(infer_response(inference, scores, predictor.classes, predictor.version))
+        answer = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length, record)
+    return Response(answer, media_type="application/json")
 
 
 def _json_length(header: str | None) -> int | None:
@@ -235,8 +234,17 @@ def _json_length(header: str | None) -> int | None:
 
 
 def _predict(
-    predictor: Predictor, body: bytes, max_rows: int, json_length: int | None
-) -> tuple[InferRequest, Scores]:
-    """A big request, in a worker thread: validated columns -> scores."""
+    predictor: Predictor, body: bytes, max_rows: int, json_length: int | None, record: RequestRecorder
+) -> bytes:
+    """A big request, all of it in a worker thread: validated columns, scores, then `_finish`. Its log records
+    and its answer cost as much as its scoring: built on the event loop, they would stall every other
+    request (a /health probe included) for as long."""
     inference = parse_infer_request(body, predictor.encoder.categories, max_rows, json_length)
-    return inference, predictor.score(inference.measures, inference.categories)
+    return _finish(predictor, inference, predictor.score(inference.measures, inference.categories), record)
+
+
+def _finish(predictor: Predictor, inference: InferRequest, scores: Scores, record: RequestRecorder) -> bytes:
+    """Scored penguins counted in the metrics, logged, and answered as JSON bytes."""
+    metrics.count_species(predictor.classes[best] for best in scores.best.tolist())
+    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor)
+    return orjson.dumps(infer_response(inference, scores, predictor.classes, predictor.version))

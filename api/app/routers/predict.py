@@ -3,10 +3,10 @@
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Response
 
 from app import metrics
-from app.deps import BatcherDep, PredictorDep, RecorderDep, SettingsDep
+from app.deps import BatcherDep, PredictorDep, RecorderDep, batch_within_limit
 from app.model_store import NO_MODEL_YET
 from app.schemas import BatchPrediction, BatchRequest, ErrorMessage, PenguinFeatures, Prediction
 
@@ -27,35 +27,25 @@ def _json(content: Any) -> Response:
 async def predict(penguin: PenguinFeatures, served: BatcherDep, record: RecorderDep) -> Response:
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
     predictor, batcher = served
-    answer = await batcher.submit(penguin)
+    # Island and sex are checked before the request joins a micro-batch: an unknown one is its own 422, the
+    # pass the others share never fails for it.
+    answer = await batcher.submit((penguin, predictor.categories_of(penguin)))
     metrics.count_predictions(answer["species"])
     record("predict", (penguin,), (answer,), predictor.encoder)
     return _json(answer)
 
 
-@router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS)
-def predict_batch(
-    batch: BatchRequest,
-    predictor: PredictorDep,
-    settings: SettingsDep,
-    record: RecorderDep,
-) -> Response:
+@router.post(
+    "/predict/batch",
+    response_model=BatchPrediction,
+    responses=_ERRORS,
+    dependencies=[Depends(batch_within_limit)],
+)
+def predict_batch(batch: BatchRequest, predictor: PredictorDep, record: RecorderDep) -> Response:
     """Up to API_MAX_BATCH_SIZE penguins, each answered as by /predict (neighbours only if asked).
 
     A plain `def`: FastAPI runs it in a worker thread, so a big batch does not stall other requests.
     """
-    if len(batch.instances) > settings.api_max_batch_size:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "type": "too_long",
-                    "loc": ["body", "instances"],
-                    "msg": f"at most {settings.api_max_batch_size} instances per batch (API_MAX_BATCH_SIZE), "
-                    f"got {len(batch.instances)}",
-                }
-            ],
-        )
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
     metrics.count_species(p["species"] for p in predictions)
     record("predict_batch", batch.instances, predictions, predictor.encoder)

@@ -51,7 +51,8 @@ def category_positions(frame: "pd.DataFrame", categories: dict[str, list[str]]) 
 
 
 def forest_arrays(forest: object) -> Arrays:
-    """The trees concatenated, node ids made global; a leaf is its own child (feature 0, never read)."""
+    """The trees concatenated, node ids made global; a leaf is its own child (feature 0, never read).
+    Each split's `missing_go_to_left` is left out: serving refuses non-finite rows (api/app/forest.py)."""
     trees = [estimator.tree_ for estimator in forest.estimators_]  # type: ignore[attr-defined]
     if any(tree.n_outputs != 1 for tree in trees):
         raise ExportError("only single-output forests can be exported")
