@@ -76,6 +76,8 @@ CATEGORIES = {
     "test_damaged_artifacts.py": "faults",
     "test_pipeline_faults.py": "faults",
     "test_killed_writers.py": "faults",
+    "test_prediction_log_faults.py": "faults",
+    "test_v2_bad_input.py": "bad_input",
     "test_secrets.py": "security",
 }
 
