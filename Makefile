@@ -37,8 +37,11 @@ test: install  ## the full test suite (what CI runs), without the slow checks of
 test-compose: install  ## the compose stack for real on the engine DOCKER_HOST / the Docker CLI reaches
 	$(BIN)/pytest -m compose tests/deploy/test_compose_stack.py
 
-reliability: install  ## fuzzing, load, faults on the running system, slow part too; writes bench/results/reliability.json
-	RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
+# The thorough fuzzing draws a fresh seed each run and prints it: RELIABILITY_SEED=<seed> replays that run.
+reliability: install  ## fuzzing (a fresh seed, printed), load, faults on the running system; writes bench/results/reliability.json
+	@seed=$${RELIABILITY_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make reliability: schemathesis seed $$seed (replay: make reliability RELIABILITY_SEED=$$seed)"; \
+	RELIABILITY_SEED=$$seed RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
 
 lint: install  ## ruff, mypy (strict for the API and the contract) and the static checks
 	$(BIN)/ruff check .

@@ -5,26 +5,24 @@ served again, and each container's memory idle and while training; the same for 
 
 Runs a copy of the repository as a compose project of its own on free ports (scripts/compose_stack.py), on the
 engine `DOCKER_HOST` / the Docker CLI reaches; with none it says so and writes nothing. Wall times on a
-shared machine drift: the load average is recorded beside them.
+shared machine drift: the load averages are recorded beside them (scripts/provenance.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import secrets
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from compose_stack import CELERY, ComposeStack, engine_problem, running
+from provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "compose.json"
 
@@ -107,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             f"compose benchmark not run: {problem} (start one with ../shared/container-engine/engine-up.sh)"
         )
         return 0
-    results: dict[str, Any] = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "engine": engine()},
-    }
-    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {}
     for name, files, build_first in [("local", [], True), ("celery", [CELERY], False)]:
         with tempfile.TemporaryDirectory(prefix=f"bench-compose-{name}-") as folder:
             stack = ComposeStack.scratch(
@@ -121,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             with running(stack):
                 results[name] = variant(stack, build_first)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
-    results["machine"]["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    results = provenance() | results
+    results["machine"]["engine"] = engine()
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.results}")

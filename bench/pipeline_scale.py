@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "pipeline_scale.json"
@@ -255,7 +256,7 @@ def measure(stage: str, store: str, rows: int, baseline: bool = False) -> dict[s
     )
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(REPO / f) for f in ("contract", "airflow/include")),
+        "PYTHONPATH": os.pathsep.join(str(REPO / f) for f in ("contract", "airflow/include", "scripts")),
     }
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -321,11 +322,8 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     for stage in args.stage or sorted(STAGES):
         stores, sizes = args.stores.split(","), [int(size) for size in args.rows.split(",")]
-        results[stage] = {
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            **run_stage(stage, stores, sizes),
-        }
+        measured = run_stage(stage, stores, sizes)
+        results[stage] = {**provenance(), **measured}  # each stage is measured (and rerun) on its own
         print(json.dumps({stage: results[stage]["summary"]}, indent=2))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     partial = args.results.with_suffix(".json.tmp")

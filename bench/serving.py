@@ -19,7 +19,6 @@ import gc
 import json
 import multiprocessing
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -41,6 +40,7 @@ import psutil
 from bench_tables import serving as serving_tables
 from fastapi import FastAPI
 from free_port import free_port
+from provenance import provenance
 
 from app.loader import load_version
 from app.neighbors import NeighborIndex
@@ -313,10 +313,6 @@ def scratch(prefix: str) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
-
-
 def write_results(results: dict[str, Any], path: Path, tables: str) -> None:
     """The results file, and the README's tables printed (scripts/bench_tables.py --write puts them there)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,7 +375,7 @@ def main() -> None:
             )
             rss = psutil.Process(api.pid).memory_info().rss
             results = {
-                "machine": machine(),
+                **provenance(),
                 "setup": {"wrk_seconds": args.seconds, "rounds": max(args.rounds, 2),
                           "connections": args.connections, "uvicorn_workers": 1, "access_log": False,
                           "bodies": len(penguins)},

@@ -1,16 +1,20 @@
 """This API against MLServer serving the same model, side by side in one run.
 
-Three endpoints: this API's `POST /predict`, its Open Inference Protocol V2 `POST /v2/models/penguins/infer`,
-and MLServer's V2 infer with its scikit-learn runtime, on this project's served version re-dumped as one
-scikit-learn Pipeline (preprocessor, then forest) and asked for `predict_proba`. MLServer (pinned below) is
-installed into a throw-away venv under .local/ (reused when present), never a project dependency.
+Four endpoints: this API's `POST /predict`, its Open Inference Protocol V2 `POST /v2/models/penguins/infer`,
+and MLServer's V2 infer with its scikit-learn runtime in two configurations: its defaults, and its adaptive
+batching (`max_batch_size`, `max_batch_time` in model-settings.json), which a user serving many small requests
+turns on. MLServer serves this project's version re-dumped as one scikit-learn Pipeline (preprocessor, then
+forest), asked for `predict_proba`; MLServer (pinned below) is installed into a throw-away venv under .local/
+(reused when present), never a project dependency.
 
-Each round starts each server alone on the machine in turn (the two orders alternate), measures its cold start
+Each round starts each server alone on the machine in turn (the order rotates), measures its cold start
 (process start to the first 200 of an inference request), loads it with `wrk` (16 connections, then 1) with
 bodies rotating over real penguins, times a 1,000-penguin batch, reads the RSS of its whole process tree, and
 stops it. Each figure is the median over rounds, each ratio the median of the per-round ratios: these shared
-machines drift by tens of percent within a minute. Both servers' answers on the same penguins are compared
-(species equal, largest difference of probabilities). Writes bench/results/vs_mlserver.json, prints a table.
+machines drift by tens of percent within a minute. Each ratio is taken against the MLServer configuration
+whose median is better on that measure, and the results name it. All servers' answers on the same penguins
+are compared (species equal, largest difference of probabilities). Writes bench/results/vs_mlserver.json,
+prints a table.
 
     make bench                     # or: python bench/vs_mlserver.py --seconds 4 --rounds 5
 """
@@ -24,6 +28,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -34,8 +39,8 @@ import numpy as np
 import psutil
 from bench_tables import vs_mlserver as vs_mlserver_tables
 from free_port import free_port
+from provenance import provenance
 from serving import (
-    machine,
     real_penguins,
     require_wrk,
     run_wrk,
@@ -64,6 +69,14 @@ V2_PATH = f"/v2/models/{MODEL}/infer"
 # MLServer's default parallel inference workers crash with the uvloop of today (MLServer issue #2286):
 # inference runs in the server's own process, as this API's does. `debug: false` turns its access log off.
 MLSERVER_SETTINGS = {"parallel_workers": 0, "debug": False, "metrics_endpoint": None, "host": "127.0.0.1"}
+# What each MLServer configuration adds to model-settings.json: nothing (its defaults), and the adaptive
+# batching that serves many small requests best on this kind of machine (tried as a user would).
+MLSERVER_CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "mlserver": {},
+    "mlserver_batching": {"max_batch_size": 16, "max_batch_time": 0.002},
+}
+# Which way is better for each measure a ratio is taken of: more requests per second, less of the others.
+HIGHER_IS_BETTER = {"requests_per_second": True, "batch_ms": False, "cold_start_s": False, "rss_mb": False}
 BATCH = 1000
 COMPARED = 20
 
@@ -113,16 +126,21 @@ def mlserver_body(penguins: list[dict[str, Any]]) -> dict[str, Any]:
     return v2_body(penguins) | {"parameters": {"content_type": "pd"}, "outputs": [{"name": "predict_proba"}]}
 
 
-def start_mlserver(port: int, folder: Path, log: Path) -> subprocess.Popen:
-    """MLServer serving `folder`/model.joblib as `penguins`, one process."""
+def configure_mlserver(folder: Path, port: int, configuration: str) -> None:
+    """MLServer's two settings files in `folder`: the server's, and the model's as `configuration` says."""
     settings = MLSERVER_SETTINGS | {"http_port": port, "grpc_port": free_port()}
     (folder / "settings.json").write_text(json.dumps(settings))
     model = {
         "name": MODEL,
         "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": "./model.joblib"},
-    }
+    } | MLSERVER_CONFIGURATIONS[configuration]
     (folder / "model-settings.json").write_text(json.dumps(model))
+
+
+def start_mlserver(port: int, folder: Path, log: Path, configuration: str) -> subprocess.Popen:
+    """MLServer serving `folder`/model.joblib as `penguins` in one process, as `configuration` says."""
+    configure_mlserver(folder, port, configuration)
     return start([str(VENV / "bin" / "mlserver"), "start", str(folder)], {}, log)
 
 
@@ -133,12 +151,12 @@ def tree_rss_mb(process: subprocess.Popen) -> float:
 
 
 def probabilities_of(endpoint: str, answer: dict[str, Any], classes: list[str]) -> np.ndarray:
-    """Rows of probabilities, columns in `classes` order, from any of the three endpoints' answers."""
+    """Rows of probabilities, columns in `classes` order, from any of the endpoints' answers."""
     if endpoint == "predict":
         rows = answer.get("predictions", [answer])
         return np.array([[row["probabilities"][c] for c in classes] for row in rows])
     outputs = {output["name"]: output for output in answer["outputs"]}
-    output = outputs["probabilities" if endpoint == "v2" else "predict_proba"]
+    output = outputs["predict_proba" if endpoint in MLSERVER_CONFIGURATIONS else "probabilities"]
     return np.array(output["data"], dtype=float).reshape(output["shape"])
 
 
@@ -155,7 +173,7 @@ def species_of(
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One of the three: where it answers, the rotating bodies wrk sends, and how a batch is asked."""
+    """One of the four: where it answers, the rotating bodies wrk sends, and how a batch is asked."""
 
     name: str
     path: str
@@ -168,10 +186,13 @@ class Endpoint:
 
 
 def endpoints(penguins: list[dict[str, Any]]) -> dict[str, Endpoint]:
+    """This API's two, and one per MLServer configuration (the same requests)."""
     return {
         "predict": Endpoint("predict", "/predict", penguins, lambda batch: {"instances": batch}),
         "v2": Endpoint("v2", V2_PATH, [v2_body([p]) for p in penguins], v2_body),
-        "mlserver": Endpoint("mlserver", V2_PATH, [mlserver_body([p]) for p in penguins], mlserver_body),
+    } | {
+        name: Endpoint(name, V2_PATH, [mlserver_body([p]) for p in penguins], mlserver_body)
+        for name in MLSERVER_CONFIGURATIONS
     }
 
 
@@ -206,8 +227,8 @@ def session(
 
 
 def compare(answers: dict[str, dict[str, Any]], classes: list[str]) -> dict[str, dict[str, Any]]:
-    """Each of this API's endpoints in `answers` against MLServer on the same penguins: the species must be
-    equal."""
+    """Every other endpoint in `answers` (this API's, MLServer batching) against MLServer with its defaults on
+    the same penguins: the species must be equal."""
 
     def rows(endpoint: str) -> tuple[np.ndarray, list[str]]:
         got = [*answers[endpoint]["singles"], answers[endpoint]["batch"]]
@@ -235,35 +256,60 @@ def compare(answers: dict[str, dict[str, Any]], classes: list[str]) -> dict[str,
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over rounds; each ratio the median of this API's figure over MLServer's in the same round."""
+    """Medians over rounds; each ratio the median of this API's figure over an MLServer configuration's in the
+    same round, against each configuration and against the better one for that measure (by their medians)."""
 
     def median(get: Callable[[dict[str, Any]], float]) -> float:
         return statistics.median(get(r) for r in rounds)
 
-    def ratio(get: Callable[[dict[str, Any]], float], endpoint: str | None = None) -> float:
-        mlserver = (lambda r: get(r["endpoints"]["mlserver"])) if endpoint else (lambda r: get(r))
-        api = (lambda r: get(r["endpoints"][endpoint])) if endpoint else (lambda r: get(r))
-        return statistics.median(api(r["api"]) / mlserver(r["mlserver"]) for r in rounds)
-
-    served = {"predict": "api", "v2": "api", "mlserver": "mlserver"}
+    served = {"predict": "api", "v2": "api"} | {name: name for name in MLSERVER_CONFIGURATIONS}
     keys = list(rounds[0]["api"]["endpoints"]["predict"])
+    processes = {
+        process: {key: median(lambda r: r[process][key]) for key in ("cold_start_s", "rss_mb")}  # noqa: B023
+        for process in ("api", *MLSERVER_CONFIGURATIONS)
+    }
+    figures = {
+        name: {key: median(lambda r: r[process]["endpoints"][name][key]) for key in keys}  # noqa: B023
+        for name, process in served.items()
+    }
+    # ratio name -> this API's endpoint (None: the process) and the measure.
+    measures: dict[str, tuple[str | None, str]] = {
+        "v2_requests_per_second_over_mlserver": ("v2", "requests_per_second"),
+        "predict_requests_per_second_over_mlserver": ("predict", "requests_per_second"),
+        "v2_batch_over_mlserver": ("v2", "batch_ms"),
+        "predict_batch_over_mlserver": ("predict", "batch_ms"),
+        "cold_start_over_mlserver": (None, "cold_start_s"),
+        "rss_over_mlserver": (None, "rss_mb"),
+    }
+
+    def figure(turn: dict[str, Any], endpoint: str | None, measure: str) -> float:
+        return turn[measure] if endpoint is None else turn["endpoints"][endpoint][measure]
+
+    def ratio(endpoint: str | None, measure: str, configuration: str) -> float:
+        theirs = None if endpoint is None else configuration  # MLServer's one endpoint is named after it
+        return statistics.median(
+            figure(r["api"], endpoint, measure) / figure(r[configuration], theirs, measure) for r in rounds
+        )
+
+    def better(measure: str) -> str:
+        median_of = {
+            name: figures[name][measure] if measure in figures[name] else processes[name][measure]
+            for name in MLSERVER_CONFIGURATIONS
+        }
+        pick = max if HIGHER_IS_BETTER[measure] else min
+        return pick(median_of, key=median_of.__getitem__)
+
+    by_configuration = {
+        configuration: {name: ratio(*how, configuration) for name, how in measures.items()}
+        for configuration in MLSERVER_CONFIGURATIONS
+    }
+    against = {name: better(measure) for name, (_, measure) in measures.items()}
     return {
-        "processes": {
-            process: {key: median(lambda r: r[process][key]) for key in ("cold_start_s", "rss_mb")}  # noqa: B023
-            for process in ("api", "mlserver")
-        },
-        "endpoints": {
-            name: {key: median(lambda r: r[process]["endpoints"][name][key]) for key in keys}  # noqa: B023
-            for name, process in served.items()
-        },
-        "ratios": {
-            "v2_requests_per_second_over_mlserver": ratio(lambda e: e["requests_per_second"], "v2"),
-            "predict_requests_per_second_over_mlserver": ratio(lambda e: e["requests_per_second"], "predict"),
-            "v2_batch_over_mlserver": ratio(lambda e: e["batch_ms"], "v2"),
-            "predict_batch_over_mlserver": ratio(lambda e: e["batch_ms"], "predict"),
-            "cold_start_over_mlserver": ratio(lambda p: p["cold_start_s"]),
-            "rss_over_mlserver": ratio(lambda p: p["rss_mb"]),
-        },
+        "processes": processes,
+        "endpoints": figures,
+        "ratios": {name: by_configuration[against[name]][name] for name in measures},
+        "ratios_against": against,
+        "ratios_by_configuration": by_configuration,
     }
 
 
@@ -291,16 +337,20 @@ def main() -> None:
                 lambda port: start_api(port, work / "artifacts", work / "api.log"),
                 [known["predict"], known["v2"]],
             ),
-            "mlserver": (
-                lambda port: start_mlserver(port, work / MODEL, work / "mlserver.log"),
-                [known["mlserver"]],
-            ),
+        } | {
+            name: (
+                partial(start_mlserver, folder=work / MODEL, log=work / f"{name}.log", configuration=name),
+                [known[name]],
+            )
+            for name in MLSERVER_CONFIGURATIONS
         }
         rounds: list[dict[str, Any]] = []
         answers: dict[str, dict[str, Any]] = {}
+        names = sorted(servers)
         for turn in range(max(args.rounds, 2)):
             rounds.append({})
-            for name in sorted(servers, reverse=turn % 2 == 1):  # each goes first in every other round
+            shift = turn % len(names)  # each goes first in its turn
+            for name in names[shift:] + names[:shift]:
                 launch, served = servers[name]
                 port = free_port()
                 process = launch(port)
@@ -311,14 +361,16 @@ def main() -> None:
                     process.wait(timeout=30)
                 answers |= got
         results = {
-            "machine": machine(),
             "setup": {"wrk_seconds": args.seconds, "rounds": len(rounds), "connections": args.connections,
                       "bodies": len(penguins), "batch_penguins": BATCH, "batch_repeats": args.batch_repeats,
-                      "mlserver": MLSERVER, "mlserver_settings": MLSERVER_SETTINGS},
+                      "compared_one_by_one": COMPARED, "mlserver": MLSERVER,
+                      "mlserver_settings": MLSERVER_SETTINGS,
+                      "mlserver_configurations": MLSERVER_CONFIGURATIONS},
             **summarize(rounds),
             "answers": compare(answers, classes),
             "rounds": rounds,
         }  # fmt: skip
+    results = provenance() | results
     write_results(results, args.results, vs_mlserver_tables(results))
 
 

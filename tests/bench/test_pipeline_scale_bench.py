@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from bench_tables import pipeline_scale
+from provenance import problems
 
 ROWS = 2000
 
@@ -17,6 +18,7 @@ def test_a_short_pipeline_scale_run_measures_every_stage_on_both_stores(
     results = json.loads(results_file.read_text())
     assert set(results) == {"data", "train", "serve"}
     for stage, entry in results.items():
+        assert problems(entry) == [], stage  # each stage: its commit, date and load
         assert {(run["store"], run["rows"]) for run in entry["runs"]} == {("mariadb", ROWS), ("sqlite", ROWS)}
         for run in entry["runs"]:
             assert run["rows_per_s"] > 0 and run["peak_rss_mb"] > 0, (stage, run)

@@ -5,6 +5,8 @@ It asserts that every figure was measured, never how fast: speed is judged by `m
 import json
 from pathlib import Path
 
+from provenance import problems
+
 
 def test_a_short_serving_benchmark_measures_every_figure_and_renders_its_table(
     tmp_path: Path, run_benchmark
@@ -15,6 +17,7 @@ def test_a_short_serving_benchmark_measures_every_figure_and_renders_its_table(
         timeout=900,
     )  # fmt: skip
     results = json.loads(results_file.read_text())
+    assert problems(results) == []  # the commit, the date, the load
     for name in ("hello", "predict"):
         assert results["throughput"][name]["requests_per_second"] > 0
         assert len(results["throughput"][name]["runs"]) == 2

@@ -8,12 +8,12 @@ reliability`): a partial run (`make test` runs only the fast part) must not over
 
 import json
 import os
-import platform
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance
 
 RESULTS_ENV = "RELIABILITY_RESULTS"
 
@@ -76,6 +76,8 @@ CATEGORIES = {
     "test_damaged_artifacts.py": "faults",
     "test_pipeline_faults.py": "faults",
     "test_killed_writers.py": "faults",
+    "test_prediction_log_faults.py": "faults",
+    "test_v2_bad_input.py": "bad_input",
     "test_secrets.py": "security",
 }
 
@@ -116,13 +118,8 @@ class Report:
             "about": "make reliability: tests/reliability on real servers, DAG runs and databases. "
             "cases_tried counts requests or faults per category; responses_5xx excludes the deliberate 503 "
             "(no usable model); tests lists every outcome; known_bugs: xfail reasons, bugs not fixed yet.",
-            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **provenance(),  # the commit, the date, the machine and how busy it was: it is shared
             "seconds": round(time.time() - self.started, 1),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "load_average": [round(x, 2) for x in os.getloadavg()],  # the machine is shared: how busy
-            },
             "summary": {
                 "cases_tried": {section: count for section, count in cases.items() if count},
                 "responses": sum(self.statuses.values()),

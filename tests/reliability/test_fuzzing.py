@@ -2,9 +2,12 @@
 invalid inputs, against a real uvicorn server with a real model: never a 5xx, never a leak, and every answer
 as documented.
 
-The quick budget runs in `make test`; the thorough one only in `make reliability`.
+The quick budget runs in `make test`, with a fixed seed; the thorough one only in `make reliability`, with
+a fresh random seed each run that make prints (and the report records): `make reliability
+RELIABILITY_SEED=<seed>` replays a run.
 """
 
+import os
 import random
 from collections import Counter
 
@@ -13,6 +16,8 @@ import schemathesis
 from reliability_kit import check_answer
 from schema_fuzz import ALL_CHECKS, CONFIG, each_case, failed_checks, label
 from schemathesis import GenerationMode
+
+SEED_ENV = "RELIABILITY_SEED"
 
 
 def fuzz(
@@ -39,12 +44,12 @@ def fuzz(
     ("examples", "run_seed"),
     [
         pytest.param(25, 20261127, id="quick"),  # a fixed seed: `make test` is the same every time
-        pytest.param(400, None, marks=pytest.mark.slow, id="thorough"),  # new cases each run (seed recorded)
+        pytest.param(400, None, marks=pytest.mark.slow, id="thorough"),  # new cases each run (seed printed)
     ],
 )
 def test_every_operation_survives_generated_requests(live_api, figures, examples: int, run_seed) -> None:
     schema = schemathesis.openapi.from_url(f"{live_api.url}/openapi.json", config=CONFIG)
-    run_seed = run_seed or random.SystemRandom().randrange(2**32)
+    run_seed = run_seed or int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
     per_operation: dict[str, dict] = {}
     problems: list[str] = []
     for result in schema.get_all_operations():
@@ -72,5 +77,7 @@ def test_every_operation_survives_generated_requests(live_api, figures, examples
     )
     documented = {f"{op.ok().method.upper()} {op.ok().path}" for op in schema.get_all_operations()}
     assert {"POST /predict", "POST /predict/batch", "POST /warmup", "GET /ready"} <= documented
+    assert "POST /v2/models/{model_name}/infer" in documented  # the Open Inference Protocol too
     assert all(per_operation[f"{name} (positive)"]["cases"] for name in documented), per_operation
-    assert not problems, f"{len(problems)} problem(s) (seed {run_seed}), e.g.:\n" + "\n".join(problems[:5])
+    replay = f"seed {run_seed}: replay with make reliability {SEED_ENV}={run_seed}"
+    assert not problems, f"{len(problems)} problem(s) ({replay}), e.g.:\n" + "\n".join(problems[:5])

@@ -1,7 +1,8 @@
-"""Bounded sustained load on /predict (Debian's `wrk`, a C load generator, so the client does not starve the
-server of CPU) against a real two-worker server, first steady, then while the model is promoted again and
-again: no request fails, every answer names a known version, and p50/p99 of both phases go to the report.
-tests/api/test_hot_swap.py checks that no answer mixes two versions; this measures the service under it."""
+"""Bounded sustained load on /predict and on V2 infer (Debian's `wrk`, a C load generator, so the client does
+not starve the server of CPU) against a real two-worker server, first steady, then while the model is
+promoted again and again: no request fails, every answer names a known version, and p50/p99 of both phases
+go to the report. tests/api/test_hot_swap.py checks that no answer mixes two versions; this measures the
+service under it."""
 
 import json
 import re
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from reliability_kit import API, load_module, wait_for
+from vs_mlserver import V2_PATH, v2_body
 
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_pipeline.training import artifacts
@@ -27,6 +29,8 @@ PROMOTION_EVERY = 2.0
 CONNECTIONS = 8
 # The hot-swap test's penguins: their answers differ between the two versions.
 PENGUINS = load_module("tests/api/test_hot_swap.py", "api_hot_swap_tests").PENGUINS
+# path -> the bodies sent there: each penguin alone, as /predict takes it and as a V2 request.
+ENDPOINTS = {"/predict": PENGUINS, V2_PATH: [v2_body([penguin]) for penguin in PENGUINS]}
 
 # Rotates the bodies; counts answers by model version (or by status when there is none); prints RESULT lines.
 LUA = """
@@ -62,9 +66,10 @@ end
 
 
 def wrk(url: str, seconds: int, script: Path) -> dict[str, Any]:
-    """One bounded wrk run: requests, failures by kind, latency percentiles (ms), answers by version."""
+    """One bounded wrk run on `url`: requests, failures by kind, latency percentiles (ms), answers by
+    version."""
     command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script)]
-    output = subprocess.run([*command, f"{url}/predict"], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     lines = dict(line.split(" ", 2)[1:] for line in output.splitlines() if line.startswith("RESULT "))
     errors = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines["errors"])}
     answers = {key: int(n) for key, n in re.findall(r"^RESULT answer (\S+) (\d+)$", output, re.MULTILINE)}
@@ -80,23 +85,27 @@ def wrk(url: str, seconds: int, script: Path) -> dict[str, Any]:
     }
 
 
-def test_sustained_load_with_promotions_fails_no_request(tmp_path: Path, versions, figures) -> None:
+@pytest.mark.parametrize("path", list(ENDPOINTS))
+def test_sustained_load_with_promotions_fails_no_request(
+    tmp_path: Path, versions, figures, path: str
+) -> None:
     folder = tmp_path / "artifacts"
     shutil.copytree(versions.folder, folder)
     artifacts.promote(folder, versions.main)
     script = tmp_path / "load.lua"
-    script.write_text(LUA.replace("{BODIES}", "{" + ",".join(f"[[{json.dumps(p)}]]" for p in PENGUINS) + "}"))
+    bodies = ",".join(f"[[{json.dumps(body)}]]" for body in ENDPOINTS[path])
+    script.write_text(LUA.replace("{BODIES}", "{" + bodies + "}"))
     token = "load-test-token"
     env = {"API_WORKERS": "2", "WARMUP_TOKEN": token, "API_ACCESS_LOG": "false"}
 
     with API.running_api(folder, **env) as url:
-        for penguin in PENGUINS:  # both workers up and answering before anything is measured
-            assert httpx.post(f"{url}/predict", json=penguin, timeout=60).status_code == 200
-        steady = wrk(url, STEADY_SECONDS, script)
+        for body in ENDPOINTS[path]:  # both workers up and answering before anything is measured
+            assert httpx.post(f"{url}{path}", json=body, timeout=60).status_code == 200
+        steady = wrk(f"{url}{path}", STEADY_SECONDS, script)
 
         promotions: list[dict[str, Any]] = []
         swapping: dict[str, Any] = {}
-        load = threading.Thread(target=lambda: swapping.update(wrk(url, SWAP_SECONDS, script)))
+        load = threading.Thread(target=lambda: swapping.update(wrk(f"{url}{path}", SWAP_SECONDS, script)))
         load.start()
         started = time.monotonic()
         while time.monotonic() - started < SWAP_SECONDS - PROMOTION_EVERY:
@@ -124,9 +133,10 @@ def test_sustained_load_with_promotions_fails_no_request(tmp_path: Path, version
 
     figures.record(
         "load",
-        "predict_under_promotions",
+        "predict_under_promotions" if path == "/predict" else "v2_infer_under_promotions",
         {
             "cases": steady["requests"] + swapping["requests"],
+            "endpoint": path,
             "server": "python -m app, 2 uvicorn workers",
             "client": f"wrk, 1 thread, {CONNECTIONS} connections",
             "steady": steady,

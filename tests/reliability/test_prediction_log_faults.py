@@ -1,7 +1,7 @@
-"""The prediction log when things go wrong for real: the API SIGKILLed in the middle of a load of writes, a
-folder that cannot be created, a disk that fills up (a real 256 KiB tmpfs). Predictions never fail, what
-was written is never a half record taken for whole, failures are counted in /metrics and logged once, and
-the log recovers by itself."""
+"""The prediction log when things go wrong for real: the API SIGKILLed in the middle of a load of writes (from
+/predict, /predict/batch and V2 infer), a folder that cannot be created, a disk that fills up (a real 256 KiB
+tmpfs). Predictions never fail, what was written is never a half record taken for whole, failures are
+counted in /metrics and logged once, and the log recovers by itself."""
 
 import contextlib
 import json
@@ -16,10 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 from reliability_kit import API, listening_pid, load_module, server_log, wait_for
+from vs_mlserver import V2_PATH, v2_body
 
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_pipeline.training import artifacts
 
+# Seconds for the writer (a flush every 0.1 s) to be seen at work: generous for a loaded two-core machine.
+WAIT = 30
 LOG_TESTS = load_module("tests/api/test_prediction_log.py", "api_prediction_log_tests")
 METRICS_TESTS = load_module("tests/api/test_warmup_and_metrics.py", "api_metrics_tests")
 
@@ -50,6 +53,7 @@ def test_a_sigkill_mid_load_leaves_only_whole_records(served: Path, tmp_path: Pa
                 try:
                     http.post("/predict/batch", json={"instances": [EXAMPLE_PENGUIN] * 2000})
                     http.post("/predict", json=EXAMPLE_PENGUIN)
+                    http.post(V2_PATH, json=v2_body([EXAMPLE_PENGUIN] * 500))
                 except httpx.TransportError:
                     return  # the server is gone
 
@@ -73,12 +77,15 @@ def test_a_sigkill_mid_load_leaves_only_whole_records(served: Path, tmp_path: Pa
     if tail:  # killed mid-write: a truncated last line, which the reader does not take
         with pytest.raises(json.JSONDecodeError):
             json.loads(tail)
-    figures.record("prediction_log", "records_whole_after_sigkill", len(records))
-    figures.record("prediction_log", "truncated_tail_bytes_after_sigkill", len(tail))
+    figures.record(
+        "faults",
+        "prediction_log_sigkill_under_load",
+        {"cases": 1, "records_whole": len(records), "truncated_tail_bytes": len(tail)},
+    )
 
 
 def test_a_folder_that_cannot_exist_is_counted_logged_once_and_recovered(
-    served: Path, tmp_path: Path
+    served: Path, tmp_path: Path, figures
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a regular file where the log's parent folder should be")  # even root cannot mkdir
@@ -86,17 +93,18 @@ def test_a_folder_that_cannot_exist_is_counted_logged_once_and_recovered(
     with API.running_api(served, PREDICTIONS_DIR=str(folder)) as url:
         for failed in range(1, 4):  # three flushes, one episode
             assert httpx.post(f"{url}/predict", json=EXAMPLE_PENGUIN).status_code == 200
-            wait_for(lambda n=failed: errors(url, "folder_missing") >= n, 10, "the failed write counted")
+            wait_for(lambda n=failed: errors(url, "folder_missing") >= n, WAIT, "the failed write counted")
         assert metric(url, "penguins_prediction_log_dropped_total", reason="write_failed") == 3
         assert server_log(url).count("prediction log: cannot write") == 1
 
         blocker.unlink()
         answer = httpx.post(f"{url}/predict", json=EXAMPLE_PENGUIN)
         assert answer.status_code == 200
-        wait_for(lambda: metric(url, "penguins_prediction_log_records_total") == 1, 10, "the record written")
+        wait_for(lambda: metric(url, "penguins_prediction_log_records_total") == 1, WAIT, "written")
         assert "writing to" in server_log(url)
     (record,) = LOG_TESTS.records(folder)
     assert record["request_id"] == answer.headers["x-request-id"]
+    figures.record("faults", "prediction_log_folder_cannot_exist", {"cases": 3, "recovered": True})
 
 
 @contextlib.contextmanager
@@ -118,22 +126,23 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_is_counted_and_recovered(served: Path, tmp_path: Path) -> None:
+def test_a_full_disk_is_counted_and_recovered(served: Path, tmp_path: Path, figures) -> None:
     with small_tmpfs(tmp_path / "small") as disk:
         folder = disk / "predictions"
         with API.running_api(served, PREDICTIONS_DIR=str(folder)) as url:
             assert httpx.post(f"{url}/predict", json=EXAMPLE_PENGUIN).status_code == 200
-            wait_for(lambda: metric(url, "penguins_prediction_log_records_total") == 1, 10, "first record")
+            wait_for(lambda: metric(url, "penguins_prediction_log_records_total") == 1, WAIT, "first record")
             filler = fill(disk)
             batch = httpx.post(f"{url}/predict/batch", json={"instances": [EXAMPLE_PENGUIN] * 100})
             assert batch.status_code == 200
-            wait_for(lambda: errors(url, "disk_full") >= 1, 10, "the full disk counted")
+            wait_for(lambda: errors(url, "disk_full") >= 1, WAIT, "the full disk counted")
             assert server_log(url).count("prediction log: cannot write") == 1
 
             filler.unlink()
             last = httpx.post(f"{url}/predict", json=EXAMPLE_PENGUIN)
-            wait_for(lambda: last.headers["x-request-id"] in str(LOG_TESTS.records(folder)), 10, "recovery")
+            wait_for(lambda: last.headers["x-request-id"] in str(LOG_TESTS.records(folder)), WAIT, "recovery")
             written = metric(url, "penguins_prediction_log_records_total")
             dropped = metric(url, "penguins_prediction_log_dropped_total", reason="write_failed")
         found = LOG_TESTS.records(folder)  # whole records only, the cut one removed
         assert len(found) == written and written + dropped == 102
+    figures.record("faults", "prediction_log_disk_full", {"cases": 1, "written": written, "dropped": dropped})
