@@ -13,6 +13,27 @@ if [[ -z "${AIRFLOW_UID:-}" ]]; then
 fi
 uid="${AIRFLOW_UID:-50000}"
 
+# docker-compose.yml publishes every host port on BIND_ADDRESS (127.0.0.1 unless .env opens it): once opened,
+# a default password or an open /warmup faces the network. Said loudly, not refused: a trusted network is the
+# user's call.
+warn_if_exposed() {
+  case "${BIND_ADDRESS:-127.0.0.1}" in
+    127.* | localhost | ::1 | "[::1]") return 0 ;;
+  esac
+  local problems=()
+  [[ "${AIRFLOW_ADMIN_PASSWORD:-}" == admin ]] &&
+    problems+=("the Airflow UI logs in with the default password admin: set AIRFLOW_ADMIN_PASSWORD")
+  [[ -z "${WARMUP_TOKEN:-}" ]] &&
+    problems+=("WARMUP_TOKEN is empty: anyone who reaches the API may call POST /warmup: set WARMUP_TOKEN")
+  [[ "${MYSQL_PASSWORD:-}" == penguins ]] &&
+    problems+=("MySQL has the default password penguins: set MYSQL_PASSWORD")
+  ((${#problems[@]})) || return 0
+  echo "WARNING: BIND_ADDRESS=${BIND_ADDRESS} publishes the stack's ports beyond this machine, and" >&2
+  printf 'WARNING:   - %s\n' "${problems[@]}" >&2
+  echo "WARNING: fix these in .env, or remove BIND_ADDRESS to publish on 127.0.0.1 only." >&2
+}
+warn_if_exposed
+
 # A secret given in the environment wins; otherwise one is generated on the first start and kept in the
 # volume, so every Airflow container signs and checks tokens with the same key.
 store_secret() {
@@ -37,7 +58,8 @@ airflow db migrate
 chown -R "${uid}:0" "${shared_dirs[@]}"
 chmod -R g+rwX "${shared_dirs[@]}"
 chmod 0770 "${auth_dir}"
-# The prediction log's volume: the API (a user of group 0, api/Dockerfile) writes it, Airflow only reads it.
+# The prediction log's volume: the API (a user of group 0, api/Dockerfile) writes its files, 0644; Airflow
+# (group 0 too) reads them and, through the group's write permission on the folder, deletes the loaded old ones.
 mkdir -p "${PREDICTIONS_DIR}"
 chgrp 0 "${PREDICTIONS_DIR}"
 chmod 2775 "${PREDICTIONS_DIR}"

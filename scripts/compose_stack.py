@@ -112,8 +112,9 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.env['AIRFLOW_PORT']}"
 
     # --- compose and the engine ------------------------------------------------------------------------
-    def compose(self, *args: str, timeout: float = 900) -> str:
-        """`docker compose -p <project> -f ... <args>` in the copy; its stdout, or StackError with stderr."""
+    def compose(self, *args: str, timeout: float = 900, stderr: bool = False) -> str:
+        """`docker compose -p <project> -f ... <args>` in the copy; its stdout (and then its stderr, with
+        `stderr`: what `compose run` relays of a container's log), or StackError with stderr."""
         command = ["docker", "compose", "-p", self.project]
         for name in self.files:
             command += ["-f", name]
@@ -128,7 +129,7 @@ class ComposeStack:
         )
         if done.returncode != 0:
             raise StackError(f"`docker compose {' '.join(args)}` failed ({done.returncode}):\n{done.stderr}")
-        return done.stdout
+        return done.stdout + done.stderr if stderr else done.stdout
 
     def containers(self) -> list[dict[str, Any]]:
         """`compose ps -a` as records (Name, Service, State, Health, ID), one-shot jobs included."""

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app import errors, metrics, openapi, precompile
 from app.core.config import Settings, get_settings
+from app.core.exposure import exposure_warning
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from app.model_store import ModelStore, NoPromotedVersionError
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warning := exposure_warning(settings):
+            log.warning(warning)
         freeze_the_libraries()
         store = ModelStore(settings.artifacts_dir, settings.api_near_tie_margin)
         app.state.model_store = store

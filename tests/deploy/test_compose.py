@@ -43,7 +43,11 @@ SET_BY_COMPOSE = {
     "api_host",
     "api_port",
     "warmup_token",
+    "bind_address",
 }
+# Both compose files: every port they publish must follow BIND_ADDRESS.
+COMPOSE_FILES = [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.celery.yml"]]
+BIND = "${BIND_ADDRESS:-127.0.0.1}:"
 
 
 def resolved(*files: str, env: dict[str, str] | None = None, tmp_path: Path) -> dict[str, Any]:
@@ -91,7 +95,45 @@ def test_the_fixed_ports_are_published(base: dict[str, Any]) -> None:
     assert published(base["api"]) == {8000: "8000"}
     assert published(base["airflow-apiserver"]) == {8080: "8080"}
     assert published(base["mysql"]) == {3306: "3306"}
-    assert base["mysql"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+def host_addresses(services: dict[str, Any]) -> dict[str, set[str]]:
+    """Service -> the host addresses its ports are published on ("" would mean every interface)."""
+    return {
+        name: {port.get("host_ip", "") for port in service["ports"]}
+        for name, service in services.items()
+        if service.get("ports")
+    }
+
+
+@pytest.mark.parametrize("files", COMPOSE_FILES)
+def test_every_published_port_is_on_loopback_unless_bind_address_opens_it(
+    files: list[str], tmp_path: Path
+) -> None:
+    """The Airflow UI (admin/admin) and an API whose /warmup may have no token stay off the network until
+    the user opens them with the one variable, BIND_ADDRESS."""
+    by_default = host_addresses(resolved(*files, tmp_path=tmp_path)["services"])
+    assert {"api", "airflow-apiserver", "mysql"} <= set(by_default)
+    assert all(addresses == {"127.0.0.1"} for addresses in by_default.values()), by_default
+    opened = host_addresses(resolved(*files, env={"BIND_ADDRESS": "0.0.0.0"}, tmp_path=tmp_path)["services"])
+    assert set(opened) == set(by_default)
+    assert all(addresses == {"0.0.0.0"} for addresses in opened.values()), opened
+    # Every port of the files as written, so that a port added later cannot forget the variable.
+    for name in files:
+        raw = yaml.safe_load((REPO / name).read_text())
+        for service, spec in raw["services"].items():
+            for port in spec.get("ports", []):
+                assert isinstance(port, str) and port.startswith(BIND), (
+                    f"{name}: {service} publishes {port!r}"
+                )
+
+
+def test_the_api_and_airflow_init_know_the_bind_address_to_warn(tmp_path: Path) -> None:
+    """Both warn at start when the ports are opened with a default password or no WARMUP_TOKEN."""
+    for env, expected in [({}, "127.0.0.1"), ({"BIND_ADDRESS": "0.0.0.0"}, "0.0.0.0")]:
+        services = resolved("docker-compose.yml", env=env, tmp_path=tmp_path)["services"]
+        assert services["api"]["environment"]["BIND_ADDRESS"] == expected
+        assert services["airflow-init"]["environment"]["BIND_ADDRESS"] == expected
 
 
 def test_ports_follow_the_environment(tmp_path: Path) -> None:
@@ -113,9 +155,7 @@ def test_every_long_running_service_has_a_healthcheck_and_restarts(base: dict[st
         assert service["restart"] == "always", name
 
 
-@pytest.mark.parametrize(
-    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.celery.yml"]]
-)
+@pytest.mark.parametrize("files", COMPOSE_FILES)
 def test_healthchecks_work_on_podman_as_on_docker(files: list[str], tmp_path: Path) -> None:
     """Podman splits each argument of an exec-form check on spaces, and sets no $HOSTNAME in checks."""
     for name, service in resolved(*files, tmp_path=tmp_path)["services"].items():
@@ -151,9 +191,7 @@ def test_artifacts_are_one_host_folder_written_by_airflow_and_read_by_the_api(ba
     assert base["api"]["environment"]["ARTIFACTS_DIR"] == "/opt/artifacts"
 
 
-@pytest.mark.parametrize(
-    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.celery.yml"]]
-)
+@pytest.mark.parametrize("files", COMPOSE_FILES)
 def test_the_prediction_log_is_a_named_volume_written_by_the_api_and_read_by_airflow(
     files: list[str], tmp_path: Path
 ) -> None:
@@ -164,8 +202,9 @@ def test_the_prediction_log_is_a_named_volume_written_by_the_api_and_read_by_air
             continue
         log = mounts(service)["/opt/predictions"]
         assert (log["type"], log["source"]) == ("volume", "predictions"), name
-        # Read-only for Airflow; airflow-init hands the folder to group 0 (the API's group) first.
-        assert bool(log.get("read_only")) is (name not in ("api", "airflow-init")), name
+        # Writable everywhere: monitor_pipeline deletes the files it loaded once they are old enough
+        # (PREDICTIONS_RETENTION_DAYS); airflow-init hands the folder to group 0, the API's and Airflow's.
+        assert not log.get("read_only"), name
         assert service["environment"]["PREDICTIONS_DIR"] == "/opt/predictions", name
 
 

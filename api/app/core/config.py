@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     # Loopback, like the native Airflow: a /warmup without WARMUP_TOKEN must not face the network by default.
     # Compose sets 0.0.0.0 inside the API container, where the port mapping decides who reaches it.
     api_host: str = "127.0.0.1"
+    # Compose's BIND_ADDRESS: the host address its port is published on (natively unset: API_HOST is).
+    bind_address: str | None = None
     api_port: int = Field(8000, ge=1, le=65535)
     api_workers: int = Field(1, ge=1)
     api_log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

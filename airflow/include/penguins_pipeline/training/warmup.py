@@ -1,8 +1,12 @@
 """Telling the API that a new version is promoted, so it serves it now rather than at its next poll."""
 
+import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -18,6 +22,34 @@ class WarmupError(RuntimeError):
     pass
 
 
+class StopRequested(Exception):
+    """SIGTERM reached the task: the scheduler (or the whole stack) is stopping."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into StopRequested for the block, after Airflow's own handler (the operator's on_kill).
+
+    Airflow forwards SIGTERM to a running task when its scheduler stops, and `make run` stops the API in the
+    same minute: retrying then only made Ctrl-C wait for the backoff and failed a run whose model is promoted.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; a task runs there
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if callable(previous):
+            previous(signum, frame)
+        raise StopRequested
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def warm_up(
     api_url: str,
     token: str | None,
@@ -26,7 +58,8 @@ def warm_up(
     timeout_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any] | None:
-    """POST {api_url}/warmup with retries and doubling waits; the API's answer, or None when API_URL is empty.
+    """POST {api_url}/warmup with retries and doubling waits; the API's answer, or None when API_URL is empty
+    or a SIGTERM arrives meanwhile (the stack is stopping: no point waiting for an API that is going away).
 
     Failing is loud on purpose, but harmless: the version is already promoted and every API worker loads it
     by itself within seconds.
@@ -34,6 +67,24 @@ def warm_up(
     if not api_url:
         log.info("API_URL is empty: no warmup call; the API picks up the promoted version by itself")
         return None
+    try:
+        with _stop_on_sigterm():
+            return _post_with_retries(api_url, token, attempts, backoff_seconds, timeout_seconds, sleep)
+    except StopRequested:
+        log.warning(
+            "SIGTERM: stopping, no more warmup calls; the version is promoted and the API loads it by itself"
+        )
+        return None
+
+
+def _post_with_retries(
+    api_url: str,
+    token: str | None,
+    attempts: int,
+    backoff_seconds: float,
+    timeout_seconds: float,
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
     url = f"{api_url.rstrip('/')}/warmup"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     problem = ""
