@@ -281,10 +281,10 @@ def million_row_neighbors(folder: Path, version: str) -> dict[str, float]:
     """The KD-tree over a 1,000,000-row training split (real rows, jittered), then single queries."""
     predictor = Predictor(load_version(folder, version), near_tie_margin=0.2)
     rng = np.random.default_rng(0)
-    real = predictor._split_numbers[:, : len(NUMERIC_FEATURES)]
+    real = predictor.split_measures
     measures = real[rng.integers(0, len(real), 1_000_000)]
     measures = measures * rng.normal(1, 0.02, measures.shape)
-    categories = predictor._split_categories[rng.integers(0, len(predictor._split_categories), 1_000_000)]
+    categories = predictor.split_categories[rng.integers(0, len(predictor.split_categories), 1_000_000)]
     points = predictor.encoder.encode_many(measures, categories)
     start = time.perf_counter()
     index = NeighborIndex(points, N_NEIGHBORS)

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from app.predictor import Predictor, Scores
+from app.schemas import CATEGORY_NAME_MAX, CATEGORY_NAME_MIN
 from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
 
 MODEL_NAME = "penguins"
@@ -25,8 +26,7 @@ PLATFORM = "scikit-learn_joblib"
 OUTPUTS = ("species", "probabilities")
 NUMERIC_DATATYPES = ("FP64", "FP32")
 TEXT_DATATYPE = "BYTES"
-# PenguinFeatures' CategoryName: 1 to 40 characters before the strip.
-_NAME_LENGTHS = range(1, 41)
+_NAME_LENGTHS = range(CATEGORY_NAME_MIN, CATEGORY_NAME_MAX + 1)
 _SCALARS = (str, int, float, bool)
 
 
@@ -238,7 +238,8 @@ def _categories(name: str, tensor: dict[str, Any], count: int, allowed: Sequence
             continue
         if not isinstance(value, str) or len(value) not in _NAME_LENGTHS:
             raise _bad(
-                f"input {name}: element {position} must be a string of 1 to 40 characters, not {value!r}"
+                f"input {name}: element {position} must be a string of {CATEGORY_NAME_MIN} to "
+                f"{CATEGORY_NAME_MAX} characters, not {value!r}"
             )
         category = index.get(value.strip().lower())
         if category is None:

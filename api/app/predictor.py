@@ -105,10 +105,10 @@ class Predictor:
             raise ValueError("the forest's classes do not match the export's")
         self._project = PcaProjection(arrays["pca_components"], arrays["pca_mean"], arrays["pca_scale"])
 
-        measures, self._split_categories, self._split_labels = self._rows(arrays, "split")
+        measures, self.split_categories, self._split_labels = self._rows(arrays, "split")
         if not len(measures):
             raise ValueError("the export's training split is empty")
-        points = self.encoder.encode_many(measures, self._split_categories)
+        points = self.encoder.encode_many(measures, self.split_categories)
         self._neighbors = NeighborIndex(points, N_NEIGHBORS)
         # What an answer shows of a neighbour, in one table: the four measures, then its PCA position.
         self._split_numbers = np.column_stack([measures, self._project(points)])
@@ -117,6 +117,11 @@ class Predictor:
         self._self_check(arrays, points)
 
     # --- answering ---
+
+    @property
+    def split_measures(self) -> np.ndarray:
+        """The training split's four measures (the neighbours' rows), in NUMERIC_FEATURES order."""
+        return self._split_numbers[:, : len(NUMERIC_FEATURES)]
 
     def predict(self, penguin: PenguinFeatures) -> dict[str, Any]:
         """Species, probabilities, the nearest training penguins, the PCA position and warnings."""
@@ -227,7 +232,7 @@ class Predictor:
             ]
             for numbers, row_categories, labels, row_distances in zip(
                 self._split_numbers[nearest].tolist(),
-                self._split_categories[nearest].tolist(),
+                self.split_categories[nearest].tolist(),
                 self._split_labels[nearest].tolist(),
                 distances.tolist(),
                 strict=True,

@@ -35,7 +35,11 @@ def _measure(name: str, description: str) -> Any:
 
 
 # Stripped by Python's str.strip after the length check: app/openapi.py publishes exactly this rule.
-CategoryName = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(str.strip)]
+# An island or sex as sent, before the strip; V2's BYTES tensors follow the same rule (open_inference.py).
+CATEGORY_NAME_MIN, CATEGORY_NAME_MAX = 1, 40
+CategoryName = Annotated[
+    str, Field(min_length=CATEGORY_NAME_MIN, max_length=CATEGORY_NAME_MAX), AfterValidator(str.strip)
+]
 
 
 class PenguinFeatures(BaseModel):

@@ -26,7 +26,7 @@ from app.open_inference import (
 )
 from app.prediction_log import RequestRecorder
 from app.predictor import Predictor, Scores
-from app.routers.predict import _json
+from app.responses import json_response
 from app.schemas import (
     EXAMPLE_PENGUIN,
     V2Error,
@@ -116,12 +116,12 @@ def _served(store: ModelStore, model_name: ModelName, version: str | None = None
 @router.get("", response_model=V2ServerMetadata)
 async def server_metadata(request: Request) -> Response:
     """The server's name and version. No extension declared: binary tensors are read, but answers are JSON."""
-    return _json({"name": request.app.title, "version": request.app.version, "extensions": []})
+    return json_response({"name": request.app.title, "version": request.app.version, "extensions": []})
 
 
 @router.get("/health/live", response_model=V2ServerLive)
 async def server_live() -> Response:
-    return _json({"live": True})
+    return json_response({"live": True})
 
 
 @router.get("/health/ready", response_model=V2ServerReady, responses=_NO_MODEL)
@@ -129,15 +129,15 @@ async def server_ready(store: StoreDep) -> Response:
     """200 only while a model is served, as /ready."""
     if store.predictor is None:
         raise ProtocolError(503, NO_MODEL_YET)
-    return _json({"ready": True})
+    return json_response({"ready": True})
 
 
 def _metadata(predictor: Predictor) -> Response:
-    return _json(model_metadata(predictor.version, predictor.classes, predictor.encoder.categories))
+    return json_response(model_metadata(predictor.version, predictor.classes, predictor.encoder.categories))
 
 
 def _ready() -> Response:
-    return _json({"name": MODEL_NAME, "ready": True})
+    return json_response({"name": MODEL_NAME, "ready": True})
 
 
 @router.get("/models/{model_name}", response_model=V2ModelMetadata, responses=_MODEL_ERRORS)

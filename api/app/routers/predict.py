@@ -2,12 +2,12 @@
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Response
 
 from app import metrics
 from app.deps import BatcherDep, PredictorDep, RecorderDep, batch_within_limit
 from app.model_store import NO_MODEL_YET
+from app.responses import json_response
 from app.schemas import BatchPrediction, BatchRequest, ErrorMessage, PenguinFeatures, Prediction
 
 router = APIRouter(tags=["predict"])
@@ -15,12 +15,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorMessage, "description": NO_MODEL_YET},
     413: {"model": ErrorMessage, "description": "Body over API_MAX_BODY_BYTES"},
 }
-
-
-def _json(content: Any) -> Response:
-    """The answer is built from plain floats and strings: dump it directly with orjson, far cheaper than the
-    standard library or pydantic re-validating it."""
-    return Response(orjson.dumps(content), media_type="application/json")
 
 
 @router.post("/predict", response_model=Prediction, responses=_ERRORS)
@@ -32,7 +26,7 @@ async def predict(penguin: PenguinFeatures, served: BatcherDep, record: Recorder
     answer = await batcher.submit((penguin, predictor.categories_of(penguin)))
     metrics.count_predictions(answer["species"])
     record("predict", (penguin,), (answer,), predictor.encoder)
-    return _json(answer)
+    return json_response(answer)
 
 
 @router.post(
@@ -49,4 +43,4 @@ def predict_batch(batch: BatchRequest, predictor: PredictorDep, record: Recorder
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
     metrics.count_species(p["species"] for p in predictions)
     record("predict_batch", batch.instances, predictions, predictor.encoder)
-    return _json({"model_version": predictor.version, "predictions": predictions})
+    return json_response({"model_version": predictor.version, "predictions": predictions})
