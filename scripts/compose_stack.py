@@ -98,9 +98,16 @@ class ComposeStack:
 
     @classmethod
     def scratch(cls, folder: Path, project: str, **settings: str) -> ComposeStack:
-        """A copy of the repository in `folder`, on free host ports, with `settings` as its `.env` would."""
+        """A copy of the repository in `folder`, on free host ports, with `settings` as its `.env` would.
+
+        Its images are tagged with the project's name: under the default tags, another copy built on the same
+        engine meanwhile (another branch, another test) would replace what this one runs."""
         ports = {"API_PORT": free_port(), "AIRFLOW_PORT": free_port(), "MYSQL_PORT": free_port()}
-        env = {name: str(port) for name, port in ports.items()} | settings
+        images = {
+            "API_IMAGE_NAME": f"penguins-api:{project}",
+            "AIRFLOW_IMAGE_NAME": f"penguins-airflow:{project}",
+        }
+        env = {name: str(port) for name, port in ports.items()} | images | settings
         return cls(root=copy_repository(folder), project=project, env=env)
 
     @property
@@ -265,8 +272,11 @@ def mebibytes(text: str) -> float:
 
 @contextmanager
 def running(stack: ComposeStack) -> Iterator[ComposeStack]:
-    """The stack for the block; afterwards `down -v`, whatever happened inside."""
+    """The stack for the block; afterwards `down -v` and its own images removed, whatever happened inside."""
     try:
         yield stack
     finally:
         stack.compose("down", "-v", "--remove-orphans", timeout=300)
+        images = [stack.env[name] for name in ("API_IMAGE_NAME", "AIRFLOW_IMAGE_NAME") if name in stack.env]
+        if images:
+            subprocess.run(["docker", "image", "rm", "--force", *images], capture_output=True, check=False)

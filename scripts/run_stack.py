@@ -3,9 +3,9 @@
 Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
 the last model at once), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and
 once the api-server answers (tasks need its execution API) `airflow scheduler` (LocalExecutor). Each child
-runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group (the api-server
-last: running tasks finish and report through it), and whatever a group left behind is killed, so no process
-outlives the supervisor.
+runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group within
+STOP_BUDGET_S (the api-server and the API last: running tasks end and report through the one while the other
+still answers a warmup), and whatever a group left behind is killed, so no process outlives the supervisor.
 Settings come from the environment (see the native section of .env.example).
 """
 
@@ -39,9 +39,10 @@ AIRFLOW_COMMANDS = {
 }
 API_MODULE = "app"
 START_TIMEOUT_S = 300.0
-# Servers exit within seconds of SIGTERM, but under heavy CPU load the api-server's exit-time garbage
-# collection alone may take many: a generous margin before SIGKILL.
-STOP_TIMEOUT_S = 30.0
+# Ctrl-C to the last process gone, in every phase (a first training takes minutes): the scheduler's wave
+# must be gone FIRST_WAVE_S after the SIGTERM, the rest STOP_BUDGET_S after it, or they are killed.
+FIRST_WAVE_S = 2.5
+STOP_BUDGET_S = 3.5
 # The Airflow settings of the keys every component must share, and the file in AIRFLOW_HOME that keeps each.
 SIGNING_KEYS = {"AIRFLOW__API_AUTH__JWT_SECRET": "jwt_secret", "AIRFLOW__API__SECRET_KEY": "secret_key"}
 
@@ -222,14 +223,21 @@ class Component:
 
 
 def terminate(components: list[Component]) -> None:
-    """SIGTERM the process groups in two waves, then SIGKILL whatever is left (groups and strays).
+    """SIGTERM the process groups in two waves, then SIGKILL whatever is left (groups and strays), all within
+    STOP_BUDGET_S.
 
-    The ones marked `stop_last` (the api-server) go in the second wave. On SIGTERM the scheduler waits for its
-    running tasks, and a task runs on to its end (Airflow only calls the operator's on_kill), reporting
-    through the api-server's execution API: with the api-server stopped too, the task retried its calls until
-    its worker killed it, and the scheduler outlived the SIGKILL deadline."""
-    _stop_together([c for c in components if not c.stop_last])
-    _stop_together([c for c in components if c.stop_last])
+    The ones marked `stop_last` (the api-server and the API) go in the second wave. On SIGTERM the scheduler
+    forwards it to its running tasks and waits for them; each ends at once (penguins_pipeline.task_runner:
+    a failure Airflow retries at the next start, the warmup a success, so a stop never fails a run whose
+    model is promoted) and reports through the api-server's execution API, while the warmup's API call
+    still gets its answer: both stay up until the scheduler is gone."""
+    start = time.monotonic()
+    first = [c for c in components if not c.stop_last]
+    _signal_all(first, signal.SIGTERM)
+    _kill_late(first, start + FIRST_WAVE_S)
+    last = [c for c in components if c.stop_last]
+    _signal_all(last, signal.SIGTERM)
+    _kill_late(last, start + STOP_BUDGET_S)
     strays: list[psutil.Process] = []
     for component in components:
         if component.process is None:
@@ -244,18 +252,32 @@ def terminate(components: list[Component]) -> None:
     psutil.wait_procs(strays, timeout=5)
 
 
-def _stop_together(components: list[Component]) -> None:
-    """SIGTERM every process group at once and wait for them; say which ones the SIGKILL will have to stop."""
-    live = [c for c in components if c.running()]
-    for component in live:
-        component.remember_descendants()
-        _signal_group(component, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for component in live:
-        try:
-            component.started.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"  {component.name} still up {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it", flush=True)
+def _signal_all(components: list[Component], signum: int) -> None:
+    for component in components:
+        if component.running():
+            component.remember_descendants()
+            _signal_group(component, signum)
+
+
+def _wait_all(components: list[Component], deadline: float) -> bool:
+    """Whether every one of them has exited by `deadline` (monotonic)."""
+    for component in components:
+        if component.process is not None:
+            try:
+                component.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+    return True
+
+
+def _kill_late(components: list[Component], deadline: float) -> None:
+    """Wait until `deadline`, then SIGKILL the groups still up, saying which."""
+    if _wait_all(components, deadline):
+        return
+    for component in components:
+        if component.running():
+            print(f"  {component.name} still up after SIGTERM: killing it", flush=True)
+            _signal_group(component, signal.SIGKILL)
 
 
 def _signal_group(component: Component, signum: int) -> None:
@@ -359,8 +381,9 @@ def print_settings(stack: Stack) -> None:
 
 def start(stack: Stack) -> None:
     config, airflow = stack.config, str(BIN / "airflow")
-    # The API needs nothing from Airflow: started first, it serves the last promoted model at once.
-    stack.component("api", [sys.executable, "-m", API_MODULE])
+    # The API needs nothing from Airflow: started first, it serves the last promoted model at once. Stopped
+    # last, with the api-server: a warmup under way still gets its answer.
+    stack.component("api", [sys.executable, "-m", API_MODULE], stop_last=True)
     # Idempotent and quick when up to date; before any Airflow component uses the database.
     stack.run_once("airflow-db-migrate", [airflow, "db", "migrate"])
     address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]

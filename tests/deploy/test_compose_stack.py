@@ -1,22 +1,26 @@
 """`docker compose up` for real, as a new user runs it, on the engine `DOCKER_HOST` / the Docker CLI reaches.
 
 One scenario in steps that build on each other (a module-scoped stack): a clean `up -d --build` serves a
-prediction hands-free; ./artifacts belongs to a non-root AIRFLOW_UID; the API's prediction log is read by
-Airflow, loaded into MySQL by monitor_pipeline and judged in a report the API shows; `down`/`up` serves the
-same version at once; faults (mysql stopped mid-run, the API killed under load); the Celery override with two
-workers; and `down -v` leaves nothing. `make test-compose` runs it; with no engine it skips, saying why (in CI
-it fails). Needs `../shared/container-engine/engine-up.sh` or any Docker engine.
+prediction hands-free; every port is published and listening on 127.0.0.1 only, and opening them with
+BIND_ADDRESS is warned about; ./artifacts belongs to a non-root AIRFLOW_UID; the API's prediction log is read
+by Airflow, loaded into MySQL by monitor_pipeline and judged in a report the API shows, and the loaded files
+older than the retention are deleted; `down`/`up` serves the same version at once; faults (mysql stopped
+mid-run, the API killed under load); the Celery override with two workers; and `down -v` leaves nothing.
+`make test-compose` runs it; with no engine it skips, saying why (in CI it fails). Needs
+`../shared/container-engine/engine-up.sh` or any Docker engine.
 """
 
 import json
 import os
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from compose_stack import CELERY, LONG_RUNNING, ComposeStack, StackError, engine_problem, running, wait_for
 
@@ -25,6 +29,7 @@ from app.schemas import EXAMPLE_PENGUIN
 pytestmark = pytest.mark.compose
 
 NON_ROOT_UID = 1000
+PREDICTIONS = "/opt/predictions"
 # Penguins sent for monitor_pipeline to judge: more than DRIFT_MIN_RECORDS (50).
 MONITORED = 60
 # Short retries so the mysql fault fails its run in seconds rather than minutes.
@@ -45,8 +50,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
 
 @pytest.fixture(scope="module")
 def first_version(stack: ComposeStack) -> str:
-    stack.compose("up", "-d", "--build")
     try:
+        stack.compose("up", "-d", "--build")
         return stack.wait_served(timeout=900)
     except Exception as err:
         raise AssertionError(f"{err}\n{stack.logs()}") from err
@@ -97,6 +102,57 @@ def test_up_from_clean_serves_a_prediction_hands_free(stack: ComposeStack, first
     assert httpx.get(f"{stack.api_url}/openapi.json", timeout=10).json()["paths"]["/predict"]
 
 
+def test_every_port_is_published_and_listening_on_loopback_only(
+    stack: ComposeStack, first_version: str
+) -> None:
+    """The Airflow UI (admin/admin) and /warmup (no WARMUP_TOKEN) must not face the network by default."""
+    config = json.loads(stack.compose("config", "--format", "json"))
+    published = {
+        (name, port["published"]): port.get("host_ip", "")
+        for name, service in config["services"].items()
+        for port in service.get("ports", [])
+    }
+    expected = {("api", stack.env["API_PORT"]), ("airflow-apiserver", stack.env["AIRFLOW_PORT"])}
+    assert expected | {("mysql", stack.env["MYSQL_PORT"])} == set(published)
+    assert set(published.values()) == {"127.0.0.1"}, published
+    # What the engine really listens on, on this host (what `ss -ltn` lists).
+    ports = {int(port) for _, port in published}
+    listening = {
+        (conn.laddr.ip, conn.laddr.port)
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports
+    }
+    assert {port for _, port in listening} == ports, listening
+    assert {address for address, _ in listening} == {"127.0.0.1"}, listening
+    # Nothing opened, nothing to warn about.
+    assert "WARNING: BIND_ADDRESS" not in stack.compose("logs", "--no-color", "airflow-init")
+    assert "BIND_ADDRESS=" not in stack.compose("logs", "--no-color", "api")
+
+
+def test_opening_the_ports_with_default_secrets_is_warned_about_at_start(
+    stack: ComposeStack, first_version: str
+) -> None:
+    """BIND_ADDRESS=0.0.0.0 with the default Airflow password, MySQL password and no WARMUP_TOKEN: each of
+    airflow-init and the API, run as `up` runs them (`compose run`, which publishes nothing), says so."""
+    opened = ["run", "--rm", "--no-deps", "-e", "BIND_ADDRESS=0.0.0.0"]
+    init = stack.compose(*opened, "-T", "airflow-init", timeout=600, stderr=True)
+    assert "WARNING: BIND_ADDRESS=0.0.0.0 publishes the stack's ports beyond this machine" in init
+    for setting in ["AIRFLOW_ADMIN_PASSWORD", "WARMUP_TOKEN", "MYSQL_PASSWORD"]:
+        assert f"set {setting}" in init, init
+    # The API's own start (`python -m app`, its command), in the background until its log says it started.
+    container = stack.compose(*opened, "-d", "api").split()[-1]
+    try:
+
+        def started() -> str | None:
+            log = subprocess.run(["docker", "logs", container], capture_output=True, text=True, check=False)
+            return log.stdout + log.stderr if "Application startup complete" in log.stderr else None
+
+        api = wait_for("the opened API's start", started, timeout=300)
+    finally:
+        subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)
+    assert "WARNING" in api and "BIND_ADDRESS=0.0.0.0 makes the API reachable" in api, api
+
+
 def test_artifacts_belong_to_the_non_root_airflow_uid(stack: ComposeStack, first_version: str) -> None:
     artifacts = stack.root / "artifacts"
     owners = {path.relative_to(stack.root): path.stat().st_uid for path in [artifacts, *artifacts.rglob("*")]}
@@ -104,7 +160,7 @@ def test_artifacts_belong_to_the_non_root_airflow_uid(stack: ComposeStack, first
     assert set(owners.values()) == {NON_ROOT_UID}, owners
 
 
-def test_the_api_logs_predictions_to_a_volume_airflow_reads_but_cannot_write(
+def test_the_api_logs_predictions_to_a_volume_airflow_reads_but_cannot_change(
     stack: ComposeStack, first_version: str
 ) -> None:
     answer = httpx.post(
@@ -123,10 +179,16 @@ def test_the_api_logs_predictions_to_a_volume_airflow_reads_but_cannot_write(
 
     record = json.loads(wait_for("the record, read by Airflow", from_airflow, timeout=30))
     assert (record["species"], record["model_version"]) == (answer.json()["species"], first_version)
+    # The API's files are its own (0644): Airflow, of the same group, reads them but cannot append a record.
     refused = stack.compose(
-        "exec", "-T", "airflow-scheduler", "sh", "-c", "touch /opt/predictions/x 2>&1 || echo read-only"
+        "exec",
+        "-T",
+        "airflow-scheduler",
+        "sh",
+        "-c",
+        f"echo x >> {PREDICTIONS}/$(ls {PREDICTIONS} | head -1) || echo refused",
     )
-    assert "read-only" in refused
+    assert "refused" in refused
 
 
 def test_monitor_pipeline_loads_the_log_into_mysql_and_the_api_shows_its_report(
@@ -149,6 +211,40 @@ def test_monitor_pipeline_loads_the_log_into_mysql_and_the_api_shows_its_report(
     page = httpx.get(f"{stack.api_url}/monitoring", timeout=10)
     assert page.status_code == 200 and "body_mass_g" in page.text
     assert list((stack.root / "artifacts" / "reports").glob("*/drift.html"))
+
+
+def prediction_files(stack: ComposeStack) -> set[str]:
+    return set(stack.compose("exec", "-T", "api", "ls", PREDICTIONS).split())
+
+
+def test_monitor_pipeline_deletes_the_loaded_files_older_than_the_retention(
+    stack: ComposeStack, first_version: str
+) -> None:
+    """Files the loader has loaded and nobody has touched for PREDICTIONS_RETENTION_DAYS (30) are deleted
+    from the volume; the API's current file and the records already loaded stay."""
+    # A restarted API writes a new file: the earlier ones are closed, and are made 40 days old.
+    old = prediction_files(stack)
+    assert old
+    stack.compose("restart", "api")
+    stack.wait_served(timeout=300)
+    stack.compose(
+        "exec",
+        "-T",
+        "api",
+        "python",
+        "-c",
+        "import os, sys, time; old = time.time() - 40 * 86400\n"
+        "for name in sys.argv[1:]: os.utime(os.path.join('/opt/predictions', name), (old, old))",
+        *sorted(old),
+    )
+    current = prediction_files(stack) - old
+    assert current, "the restarted API has no file of its own"
+    time.sleep(0.5)  # past the log's flush period
+    assert stack.wait_run("monitor_pipeline", stack.trigger("monitor_pipeline")) == "success", stack.logs()
+    assert prediction_files(stack) == current
+    # The records of the deleted files stay in the table (they are recent): only the files went.
+    kept = mysql(stack, "SELECT COUNT(*) FROM penguins_predictions WHERE request_id = 'compose-monitor'")
+    assert kept.split() == [str(MONITORED)]
 
 
 def test_down_then_up_serves_the_same_version_without_retraining(

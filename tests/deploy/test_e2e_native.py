@@ -7,6 +7,7 @@ compose stack uses (PostgreSQL metadata, MySQL-compatible data store), each in a
 """
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -132,9 +133,9 @@ class NativeStack:
         return self.process.wait(timeout=90)
 
     def assert_stopped_clean(self) -> None:
-        """Every component exited on its SIGTERM: the supervisor had to kill none, nor a task its worker."""
+        """The supervisor exited 0, and no task was killed by its own worker (Airflow's escalation when a task
+        cannot report: the sign of an api-server stopped before the scheduler)."""
         assert self.stop() == 0, self.report()
-        assert "killing it" not in self.output.read_text(), self.report()
         scheduler = (self.state / "logs" / "airflow-scheduler.log").read_text(errors="replace")
         assert "signal_sent=SIGKILL" not in scheduler, self.report()
 
@@ -308,7 +309,8 @@ def test_native_stack_on_sqlite_trains_retrains_and_stops_clean(
         stack.login()
         assert len(stack.dag_runs("data_pipeline")) == 2, "data_pipeline (@once) must not run again"
 
-        # A stop while a task runs: the scheduler lets it finish, and it reports through the api-server.
+        # A stop while a task runs: it finishes within the supervisor's grace or is killed and retried at the
+        # next start; either way it reports through the api-server, never left `running`.
         response = stack.airflow.post("/api/v2/dags/data_pipeline/dagRuns", json={"logical_date": None})
         assert response.status_code == 200, response.text
         run_id = response.json()["dag_run_id"]
@@ -323,7 +325,7 @@ def test_native_stack_on_sqlite_trains_retrains_and_stops_clean(
         (state,) = metadata.execute(
             "SELECT state FROM task_instance WHERE run_id = ? AND task_id = ?", (run_id, task_id)
         ).fetchone()
-    assert state == "success", f"{task_id} ended {state}\n{stack.report()}"
+    assert state in ("success", "up_for_retry"), f"{task_id} ended {state}\n{stack.report()}"
 
 
 @pytest.mark.timeout(1500)
@@ -332,3 +334,95 @@ def test_native_stack_on_postgres_and_mysql(
 ) -> None:
     env = {**native_env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url, "PENGUINS_DB_URL": mariadb_url}
     run_end_to_end(NativeStack(env, tmp_path), tmp_path)
+
+
+def states(tmp_path: Path, dag_id: str) -> tuple[list[str], dict[str, str]]:
+    """From the metadata database, after a stop: the DAG's run states, and its newest run's task states."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "airflow" / "airflow.db")) as metadata:
+        runs = metadata.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id", (dag_id,)
+        ).fetchall()
+        tasks = metadata.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, runs[-1][0])
+        ).fetchall()
+    return [state for _, state in runs], dict(tasks)
+
+
+def ctrl_c(stack: NativeStack, phase: str) -> None:
+    """Ctrl-C as a terminal sends it (SIGINT), 2 s into `phase`: the supervisor is gone within 5 s, having
+    left no process behind."""
+    time.sleep(2)
+    processes = stack.tree()
+    started = time.monotonic()
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(timeout=90) == 0, stack.report()
+    took = time.monotonic() - started
+    print(f"Ctrl-C {phase}: everything stopped in {took:.1f} s")
+    survivors = [p for p in processes if alive(p)]
+    assert survivors == [], [command(p) for p in survivors]
+    assert took < 5, stack.report()
+
+
+@pytest.mark.timeout(2400)
+def test_ctrl_c_stops_everything_within_5_s_in_every_phase(
+    native_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 19: Ctrl-C during the first training, during train_pipeline's warmup, and on an idle stack. A
+    training is killed and retried at the next start; a warmup ends as a success: a promoted model never
+    makes a run fail."""
+    env = {
+        **native_env,
+        # A first training long enough to be stopped in the middle (a larger forest, one core).
+        "N_ESTIMATORS": "1500",
+        "TRAIN_N_JOBS": "1",
+        # A warmup that keeps retrying, as it did while the API was stopped under it: the API is not there.
+        "API_URL": f"http://127.0.0.1:{free_port()}",
+        "WARMUP_ATTEMPTS": "20",
+        "WARMUP_BACKOFF_SECONDS": "2",
+    }
+    stack = NativeStack(env, tmp_path)
+
+    def running_in_train(task_id: str) -> bool:
+        """That task of train_pipeline runs its step now (past Airflow's start-up of the task, where a
+        SIGTERM kills it before it can report: Airflow 3.3 then leaves it `running` for minutes)."""
+        with contextlib.suppress(httpx.TransportError):
+            if "Authorization" not in stack.airflow.headers:
+                stack.login()
+            runs = stack.dag_runs("train_pipeline")
+            if runs and stack.running_task("train_pipeline", runs[-1]["dag_run_id"]) == task_id:
+                pattern = f"dag_id=train_pipeline/*/task_id={task_id}/*.log"
+                logs = sorted(
+                    (tmp_path / "airflow" / "logs").glob(pattern), key=lambda log: log.stat().st_mtime
+                )
+                return bool(logs) and f"Step {task_id} started" in logs[-1].read_text(errors="replace")
+        return False
+
+    # 1. The first training, in its `train` task.
+    stack.start()
+    wait_for("the first training", lambda: running_in_train("train"), TRAIN_TIMEOUT_S, stack)
+    ctrl_c(stack, "during the first training")
+    runs, tasks = states(tmp_path, "train_pipeline")
+    assert (runs, tasks["train"]) == (["running"], "up_for_retry"), stack.report()
+
+    # 2. The next start retries the training and promotes; Ctrl-C while the warmup retries.
+    stack.start()
+    wait_for("the warmup", lambda: running_in_train("warmup"), TRAIN_TIMEOUT_S, stack)
+    ctrl_c(stack, "during the warmup")
+    runs, tasks = states(tmp_path, "train_pipeline")
+    assert (tasks["promote"], tasks["warmup"]) == ("success", "success"), stack.report()
+    assert "failed" not in runs, stack.report()
+    promoted = json.loads((tmp_path / "artifacts" / "current.json").read_text())["version"]
+
+    # 3. An idle stack, serving that model; the run whose warmup was stopped has succeeded.
+    stack.start()
+    served = wait_for("a prediction", stack.prediction, 120, stack)
+    assert served["model_version"] == promoted
+    wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
+    stack.login()
+    wait_for(
+        "train_pipeline success",
+        lambda: stack.dag_runs("train_pipeline")[-1]["state"] == "success",
+        120,
+        stack,
+    )
+    ctrl_c(stack, "on an idle stack")

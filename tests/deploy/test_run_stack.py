@@ -133,9 +133,8 @@ def gone(pid: int) -> bool:
 
 
 def test_stop_leaves_no_process_even_a_stubborn_or_detached_one(
-    run_stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_stack: ModuleType, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(run_stack, "STOP_TIMEOUT_S", 1.0)
     sleeper = "import time; time.sleep(600)"
     # A child that left the process group (as a detached task runner would) and a parent ignoring SIGTERM.
     detaching = (
@@ -154,3 +153,42 @@ def test_stop_leaves_no_process_even_a_stubborn_or_detached_one(
     assert polite.process.returncode == -15
     assert stubborn.process.returncode == -9
     assert gone(detached.pid)
+
+
+def test_a_stop_stops_the_servers_after_the_scheduler_and_ends_within_the_budget(
+    run_stack: ModuleType, tmp_path: Path
+) -> None:
+    """Airflow's way, with real processes: on SIGTERM the scheduler forwards it to its task (in a process
+    group of its own) and waits for it. A task that runs on regardless (Airflow's own handler only calls
+    on_kill) cannot hold the stop: the scheduler is killed at FIRST_WAVE_S, the task with it, and only then
+    are the api-server and the API (which the task's report and a warmup need) stopped, all within
+    STOP_BUDGET_S."""
+    task = "import signal, time; signal.signal(signal.SIGTERM, lambda *_: None); time.sleep(600)"
+    scheduler = (
+        "import signal, subprocess, sys\n"
+        f"task = subprocess.Popen([sys.executable, '-c', {task!r}], process_group=0)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: task.send_signal(signal.SIGTERM))\n"
+        "task.wait()\n"
+    )
+    server = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('stopped', time.time(), flush=True), sys.exit(0)))\n"
+        "time.sleep(600)\n"
+    )
+    first = run_stack.Component("scheduler", [sys.executable, "-c", scheduler], tmp_path / "scheduler.log")
+    last = run_stack.Component("api", [sys.executable, "-c", server], tmp_path / "api.log", stop_last=True)
+    for component in (first, last):
+        component.start(os.environ)
+    (task_process,) = wait_for_children(psutil.Process(first.process.pid), 1)
+    time.sleep(0.5)  # every handler installed
+
+    started, started_at = time.monotonic(), time.time()
+    run_stack.terminate([first, last])
+    took = time.monotonic() - started
+
+    assert first.process.returncode == -9, "the scheduler waited for its task: killed at the deadline"
+    assert gone(task_process.pid)
+    assert last.process.returncode == 0, "the servers stop on their SIGTERM"
+    stopped_at = float(last.log.read_text().splitlines()[-1].split()[1])
+    assert stopped_at >= started_at + run_stack.FIRST_WAVE_S, "the API was stopped while the scheduler ran"
+    assert took < run_stack.STOP_BUDGET_S + 1

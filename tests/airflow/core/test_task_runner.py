@@ -1,5 +1,10 @@
-"""How a task runs a step: the one permanent-error rule decides between failing at once and a retry."""
+"""How a task runs a step: the one permanent-error rule decides between failing at once and a retry, and a
+SIGTERM ends it at once."""
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +14,7 @@ from penguins_pipeline.core.bulk import BulkLoadError
 from penguins_pipeline.core.errors import PermanentError
 from penguins_pipeline.core.settings import PipelineSettings, get_settings
 from penguins_pipeline.core.store import DataNotReadyError, DataStoreError, StoreURLError
-from penguins_pipeline.core.task_runner import run_step
+from penguins_pipeline.core.task_runner import StopRequested, run_step
 from penguins_pipeline.data.sources import SourceError
 from penguins_pipeline.data.steps import ValidationError
 from penguins_pipeline.training.artifacts import ArtifactError, ArtifactsNotWritableError
@@ -71,3 +76,28 @@ def test_a_transient_error_is_re_raised_as_is_for_airflow_to_retry(error: type[E
 def test_a_permanent_error_is_still_caught_as_its_builtin_kind(error: type[PermanentError]) -> None:
     # Callers outside Airflow catch ValueError or RuntimeError: being marked permanent changes nothing there.
     assert issubclass(error, ValueError | RuntimeError)
+
+
+def test_a_sigterm_ends_the_step_at_once_as_a_failure_to_retry() -> None:
+    """Airflow forwards SIGTERM to a task when its scheduler stops, and its own handler (the operator's
+    on_kill) lets the task run on: a first training kept Ctrl-C on `make run` waiting for minutes."""
+    on_kill: list[int] = []
+
+    def airflow_handler(signum: int, _: object) -> None:
+        on_kill.append(signum)
+
+    def long_training(settings: PipelineSettings) -> None:
+        for _ in range(600):
+            time.sleep(0.1)
+
+    previous = signal.signal(signal.SIGTERM, airflow_handler)
+    try:
+        stop = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        stop.start()
+        with pytest.raises(StopRequested, match="retried at the next start"):
+            run_step(long_training)  # not AirflowFailException: Airflow retries it
+        stop.join()
+        assert on_kill == [signal.SIGTERM], "Airflow's own handler still runs"
+        assert signal.getsignal(signal.SIGTERM) is airflow_handler, "and is put back"
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from penguins_pipeline.core.task_runner import stop_on_sigterm
 from penguins_pipeline.training.warmup import WarmupError, warm_up
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ def test_a_sigterm_ends_the_warmup_at_once_and_the_task_succeeds(
         stop = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
         stop.start()
         # Without it: 4 refused calls and waits of 1, 2 and 4 s, or 4 calls of 10 s, then WarmupError.
-        answer = warm_up(url, None, attempts=4, backoff_seconds=1.0, timeout_seconds=10)
+        with stop_on_sigterm():  # as the task's run_step runs it
+            answer = warm_up(url, None, attempts=4, backoff_seconds=1.0, timeout_seconds=10)
         stop.join()
         assert answer is None
         assert "SIGTERM: stopping, no more warmup calls" in caplog.text

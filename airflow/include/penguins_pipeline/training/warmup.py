@@ -1,15 +1,13 @@
 """Telling the API that a new version is promoted, so it serves it now rather than at its next poll."""
 
-import contextlib
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from penguins_pipeline.core.task_runner import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -20,34 +18,6 @@ RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 class WarmupError(RuntimeError):
     pass
-
-
-class StopRequested(Exception):
-    """SIGTERM reached the task: the scheduler (or the whole stack) is stopping."""
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into StopRequested for the block, after Airflow's own handler (the operator's on_kill).
-
-    Airflow forwards SIGTERM to a running task when its scheduler stops, and `make run` stops the API in the
-    same minute: retrying then only made Ctrl-C wait for the backoff and failed a run whose model is promoted.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread; a task runs there
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        if callable(previous):
-            previous(signum, frame)
-        raise StopRequested
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def warm_up(
@@ -68,9 +38,8 @@ def warm_up(
         log.info("API_URL is empty: no warmup call; the API picks up the promoted version by itself")
         return None
     try:
-        with _stop_on_sigterm():
-            return _post_with_retries(api_url, token, attempts, backoff_seconds, timeout_seconds, sleep)
-    except StopRequested:
+        return _post_with_retries(api_url, token, attempts, backoff_seconds, timeout_seconds, sleep)
+    except StopRequested:  # a SIGTERM, in the task's run_step
         log.warning(
             "SIGTERM: stopping, no more warmup calls; the version is promoted and the API loads it by itself"
         )
