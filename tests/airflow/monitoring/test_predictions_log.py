@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from prediction_logs import lines, records, write_log
 
 from penguins_pipeline.core import store
+from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.monitoring import predictions_log
+from penguins_pipeline.monitoring import steps as monitor_steps
 from penguins_pipeline.monitoring.predictions_log import FILES_TABLE, PREDICTIONS_TABLE
 
 START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
@@ -235,6 +237,60 @@ def test_retention_deletes_old_rows_and_old_loaded_files(
     assert not old.exists()
     assert table_keys(sqlite_url) == keys(fresh_rows)
     assert load(sqlite_url, tmp_path).records == 0  # the kept file is still remembered as loaded
+
+
+def bookkeeping(url: str) -> dict[str, int]:
+    """Each remembered log file's loaded offset (penguins_prediction_files)."""
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(f"SELECT file_name, loaded_bytes FROM {FILES_TABLE}")).all())
+    finally:
+        engine.dispose()
+
+
+def test_a_missing_or_empty_folder_forgets_no_offset_and_nothing_is_read_again(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    folder = tmp_path / "predictions"
+    settings = PipelineSettings(penguins_db_url=db_url, predictions_dir=folder)
+    assert monitor_steps.load(settings)["files"] == 0  # no folder before the first prediction: not an error
+    rows = two_files(folder, clean_penguins, 20)
+    monitor_steps.load(settings)
+    offsets = bookkeeping(db_url)
+    assert len(offsets) == 2
+
+    unmounted = folder.rename(tmp_path / "elsewhere")  # the volume is gone: retention must not forget
+    engine = store.make_engine(db_url)
+    try:
+        assert predictions_log.apply_retention(engine, folder, 30).files_forgotten == []
+        folder.mkdir()  # an empty mount point in its place: the same
+        assert predictions_log.apply_retention(engine, folder, 30).files_forgotten == []
+        folder.rmdir()
+    finally:
+        engine.dispose()
+    assert bookkeeping(db_url) == offsets
+    # The load task fails readably (and never reaches retention) while the folder is missing.
+    with pytest.raises(predictions_log.MissingFolderError, match="is its volume mounted"):
+        monitor_steps.load(settings)
+    assert bookkeeping(db_url) == offsets
+
+    unmounted.rename(folder)  # back: nothing is read twice
+    loaded = monitor_steps.load(settings)
+    assert (loaded["records"], loaded["duplicates"], loaded["retention"]["files_forgotten"]) == (0, 0, [])
+    assert table_keys(db_url) == keys(rows)
+
+    # A file that really went away is forgotten once its last load is older than the retention.
+    gone, kept = sorted(offsets)
+    (folder / gone).unlink()
+    engine = store.make_engine(db_url)
+    try:
+        assert predictions_log.apply_retention(engine, folder, 30).files_forgotten == []
+        later = datetime.now(UTC) + timedelta(days=31)  # (and the other file is now old enough to delete)
+        done = predictions_log.apply_retention(engine, folder, 30, now=later)
+        assert (done.files_deleted, done.files_forgotten) == ([kept], [gone, kept])
+    finally:
+        engine.dispose()
 
 
 CONCURRENT_LOADER = textwrap.dedent(

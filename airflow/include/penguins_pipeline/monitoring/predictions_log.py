@@ -7,7 +7,8 @@ is not a record yet. The loader remembers, per file, how many bytes of whole lin
 transaction, so a rerun or a crash at any point neither duplicates nor loses a record. Two loaders at once
 (`make monitor` beside a scheduled run) cannot duplicate either: the key refuses the second insert, that
 transaction rolls back and its task's retry starts from the committed offset. Files are never changed;
-retention deletes old rows, and old fully loaded files only where the folder is writable.
+retention deletes old rows, and old fully loaded files only where the folder is writable. A folder that is
+missing (an unmounted volume) changes no bookkeeping: it is an error once files were loaded from it.
 """
 
 import json
@@ -75,6 +76,10 @@ def files_table(metadata: sa.MetaData | None = None) -> sa.Table:
 
 class ConcurrentLoadError(RuntimeError):
     """Another loader committed the same lines first: this chunk was rolled back, a retry goes on."""
+
+
+class MissingFolderError(RuntimeError):
+    """PREDICTIONS_DIR is gone although files were loaded from it: an unmounted volume, not an empty log."""
 
 
 class BadRecord(ValueError):
@@ -207,7 +212,14 @@ def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES)
         }
     report = LoadReport()
     if not folder.is_dir():
+        if loaded:
+            raise MissingFolderError(
+                f"PREDICTIONS_DIR {folder} does not exist, but {len(loaded)} log files were loaded from it "
+                "before: is its volume mounted? Nothing was loaded and no file's offset was forgotten. Mount "
+                "it again (or create the folder if the log was deleted on purpose) and rerun."
+            )
         log.warning("PREDICTIONS_DIR %s does not exist: no prediction was logged yet", folder)
+        return report
     for path in log_files(folder):
         offset = loaded.get(path.name, 0)
         size = path.stat().st_size
@@ -300,27 +312,35 @@ class Retention:
 def apply_retention(engine: sa.Engine, folder: Path, days: float, now: datetime | None = None) -> Retention:
     """Delete rows answered more than `days` ago; delete log files fully loaded and untouched for as long,
     if `folder` is writable (in compose Airflow mounts it read-only: files stay); forget the bookkeeping of
-    files that are gone. `days` 0 keeps everything."""
+    files it deleted, and of files gone from an existing `folder` and last loaded more than `days` ago. Only
+    those: a missing folder, or an empty mount point in its place, forgets nothing, and a forgotten file that
+    comes back holds only rows this retention deletes. `days` 0 keeps everything."""
     done = Retention()
     if days <= 0:
         return done
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=days)
     predictions, files = create_tables(engine)
+    naive_cutoff = cutoff.replace(tzinfo=None)
     with engine.begin() as conn:
-        deleted = conn.execute(predictions.delete().where(predictions.c.time < cutoff.replace(tzinfo=None)))
+        deleted = conn.execute(predictions.delete().where(predictions.c.time < naive_cutoff))
         done.rows_deleted = deleted.rowcount
-        loaded = {
-            name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))
-        }
-    if folder.is_dir() and os.access(folder, os.W_OK):
-        for path in log_files(folder):
-            stat = path.stat()
-            if loaded.get(path.name) == stat.st_size and stat.st_mtime < cutoff.timestamp():
-                path.unlink(missing_ok=True)
-                done.files_deleted.append(path.name)
-    present = {path.name for path in log_files(folder)}
-    done.files_forgotten = sorted(set(loaded) - present)
+        query = sa.select(files.c.file_name, files.c.loaded_bytes, files.c.updated_at)
+        rows = conn.execute(query).all()
+    loaded = {name: size for name, size, _ in rows}
+    last_loaded_long_ago = {name for name, _, updated in rows if updated < naive_cutoff}
+    if not folder.is_dir():
+        log.warning("Retention: PREDICTIONS_DIR %s does not exist: no log file deleted or forgotten", folder)
+    else:
+        if os.access(folder, os.W_OK):
+            for path in log_files(folder):
+                stat = path.stat()
+                if loaded.get(path.name) == stat.st_size and stat.st_mtime < cutoff.timestamp():
+                    path.unlink(missing_ok=True)
+                    done.files_deleted.append(path.name)
+        present = {path.name for path in log_files(folder)}
+        gone = set(loaded) - present
+        done.files_forgotten = sorted(gone & (last_loaded_long_ago | set(done.files_deleted)))
     if done.files_forgotten:
         with engine.begin() as conn:
             conn.execute(files.delete().where(files.c.file_name.in_(done.files_forgotten)))
