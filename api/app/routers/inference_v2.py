@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from app import metrics
 from app.deps import RecorderDep, SettingsDep, StoreDep
+from app.ids import new_ids
 from app.model_store import NO_MODEL_YET, ModelStore
 from app.open_inference import (
     MODEL_NAME,
@@ -219,8 +220,9 @@ async def _answer(
     else:
         inference, scores = await to_thread.run_sync(_predict, predictor, body, max_rows, json_length)
     metrics.count_species(predictor.classes[best] for best in scores.best.tolist())
-    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor)
-    return _json(infer_response(inference, scores, predictor.classes, predictor.version))
+    prediction_ids = new_ids(len(inference))
+    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor, prediction_ids)
+    return _json(infer_response(inference, scores, predictor.classes, predictor.version, prediction_ids))
 
 
 def _json_length(header: str | None) -> int | None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from app import metrics
 from app.deps import BatcherDep, PredictorDep, RecorderDep, SettingsDep
+from app.ids import new_id, new_ids
 from app.model_store import NO_MODEL_YET
 from app.schemas import BatchPrediction, BatchRequest, ErrorMessage, PenguinFeatures, Prediction
 
@@ -28,6 +29,7 @@ async def predict(penguin: PenguinFeatures, served: BatcherDep, record: Recorder
     """Species, probabilities, the 5 nearest training penguins, the PCA position and warnings."""
     predictor, batcher = served
     answer = await batcher.submit(penguin)
+    answer["prediction_id"] = new_id()
     metrics.count_predictions(answer["species"])
     record("predict", (penguin,), (answer,), predictor.encoder)
     return _json(answer)
@@ -57,6 +59,8 @@ def predict_batch(
             ],
         )
     predictions = predictor.predict_batch(batch.instances, batch.include_neighbors)
+    for prediction, prediction_id in zip(predictions, new_ids(len(predictions)), strict=True):
+        prediction["prediction_id"] = prediction_id
     metrics.count_species(p["species"] for p in predictions)
     record("predict_batch", batch.instances, predictions, predictor.encoder)
     return _json({"model_version": predictor.version, "predictions": predictions})
