@@ -6,7 +6,7 @@ One line per answered penguin, `predictions-<UTC start>-<pid>.jsonl`, as the API
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"]
+from penguins_contract import PredictionRecord
 
 
 def file_name(start: datetime, pid: int) -> str:
@@ -26,20 +26,25 @@ def records(
     version: str,
     end: datetime | None = None,
     spacing: timedelta = timedelta(seconds=1),
-) -> list[dict[str, Any]]:
-    """One /predict record per row of `penguins` (FEATURES, species), answered `spacing` apart up to `end`."""
+) -> list[PredictionRecord]:
+    """One /predict record per row of `penguins` (the six features, species), answered `spacing` apart up to
+    `end`."""
     end = end or datetime.now(UTC)
-    out = []
+    out: list[PredictionRecord] = []
     for position, row in enumerate(penguins.to_dict("records")):
         when = end - spacing * (len(penguins) - 1 - position)
         out.append(
             {
+                "prediction_id": uuid.uuid4().hex,
                 "request_id": uuid.uuid4().hex,
                 "item": 0,
                 "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 "endpoint": "predict",
                 "model_version": version,
-                **{name: row[name] for name in FEATURES[:4]},
+                "bill_length_mm": row["bill_length_mm"],
+                "bill_depth_mm": row["bill_depth_mm"],
+                "flipper_length_mm": row["flipper_length_mm"],
+                "body_mass_g": row["body_mass_g"],
                 "island": row["island"],
                 "sex": row["sex"],
                 "species": row["species"],
@@ -49,12 +54,12 @@ def records(
     return out
 
 
-def lines(rows: Iterable[dict[str, Any]]) -> bytes:
+def lines(rows: Iterable[Mapping[str, Any]]) -> bytes:
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
 
 
 def write_log(
-    folder: Path, rows: Iterable[dict[str, Any]], start: datetime, pid: int, tail: bytes = b""
+    folder: Path, rows: Iterable[Mapping[str, Any]], start: datetime, pid: int, tail: bytes = b""
 ) -> Path:
     """A log file holding `rows` as whole lines, then `tail` (e.g. half a line, as a killed writer leaves)."""
     folder.mkdir(parents=True, exist_ok=True)

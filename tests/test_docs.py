@@ -186,7 +186,9 @@ def test_the_readme_curl_example_gets_the_readme_answer(make_client: Any, artifa
     assert response.status_code == 200, response.text
     answer = response.json()
     assert re.fullmatch(r"\d{8}T\d{12}Z-[0-9a-f]{8}", printed["model_version"])
-    answer["model_version"] = printed["model_version"]  # the time of training: the only thing that differs
+    answer["model_version"] = printed["model_version"]  # the time of training: differs from run to run
+    assert re.fullmatch("[0-9a-f]{32}", printed["prediction_id"])
+    answer["prediction_id"] = printed["prediction_id"]  # made anew for every answer
     assert close(answer, printed), f"the README prints another answer than the API gives:\n{answer}"
 
 

@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import json
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -11,18 +10,11 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.ids import new_id
 from app.open_inference import is_v2_path
 
 # A client's X-Request-ID is kept when it is 1..128 printable ASCII characters (the prediction log's format).
 _VALID_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,128}").fullmatch
-
-
-def _uuid4_hex() -> bytes:
-    """`uuid.uuid4().hex`, encoded, without building a UUID object (most of uuid4's cost)."""
-    random = bytearray(os.urandom(16))
-    random[6] = random[6] & 0x0F | 0x40  # version 4
-    random[8] = random[8] & 0x3F | 0x80  # RFC 4122 variant
-    return random.hex().encode()
 
 
 class RequestIdMiddleware:
@@ -38,7 +30,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
-        raw = sent if sent is not None and _VALID_REQUEST_ID(sent) else _uuid4_hex()
+        raw = sent if sent is not None and _VALID_REQUEST_ID(sent) else new_id().encode()
         scope.setdefault("state", {})["request_id"] = raw.decode()
 
         async def send_with_id(message: Message) -> None:

@@ -294,10 +294,14 @@ def answer_groups(predictor: Predictor) -> Callable[[Sequence[InferRequest]], li
 
 
 def infer_response(
-    request: InferRequest, scores: Scores, classes: Sequence[str], version: str
+    request: InferRequest,
+    scores: Scores,
+    classes: Sequence[str],
+    version: str,
+    prediction_ids: Sequence[str],
 ) -> dict[str, Any]:
-    """The V2 answer: the asked outputs in the asked order, /predict's warnings as JSON text (a V2 parameter
-    is a string, number or boolean): one list per penguin."""
+    """The V2 answer: the asked outputs in the asked order; /predict's warnings (one list per penguin) and
+    the penguins' prediction ids as JSON text (a V2 parameter is a string, number or boolean)."""
     tensors = {
         "species": lambda: {
             "name": "species",
@@ -315,7 +319,10 @@ def infer_response(
     response: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": version}
     if request.id is not None:
         response["id"] = request.id
-    response["parameters"] = {"warnings": orjson.dumps(scores.warnings).decode()}
+    response["parameters"] = {
+        "warnings": orjson.dumps(scores.warnings).decode(),
+        "prediction_ids": orjson.dumps(prediction_ids).decode(),
+    }
     response["outputs"] = [tensors[name]() for name in request.outputs]
     return response
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
@@ -29,17 +29,20 @@ from app.core.config import Settings
 from app.encoding import FeatureEncoder
 from app.predictor import Predictor, Scores
 from app.schemas import PenguinFeatures
+from penguins_contract import PREDICTION_KEY, PredictionEndpoint, PredictionRecord
 
 log = logging.getLogger(__name__)
 
-Endpoint = Literal["predict", "predict_batch", "v2_infer"]
 # How often the writer appends what is pending: the records a SIGKILL may lose are at most this old.
 FLUSH_SECONDS = 0.1
 # Lines waiting for the writer, in bytes (a 10,000-penguin batch is ~3.5 MB): above this, records are dropped.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 # How long shutdown waits for the last flush.
 CLOSE_SECONDS = 10.0
-_BETWEEN_RECORDS, _BETWEEN_LINES = b'},{"request_id":', b'}\n{"request_id":'
+# Where a record ends and the next begins in a list's dump, and in the log: every record's first key is the
+# contract's PREDICTION_KEY.
+_BETWEEN_RECORDS = b'},{"' + PREDICTION_KEY.encode() + b'":'
+_BETWEEN_LINES = b'}\n{"' + PREDICTION_KEY.encode() + b'":'
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 
@@ -77,19 +80,21 @@ class PredictionLog:
     def record(
         self,
         request_id: str,
-        endpoint: Endpoint,
+        endpoint: PredictionEndpoint,
         penguins: Sequence[PenguinFeatures],
         answers: Sequence[Mapping[str, Any]],
         encoder: FeatureEncoder,
     ) -> None:
-        """Queue one record per answered penguin (item = its position), never blocking.
+        """Queue one record per answered penguin (item = its position, prediction_id its answer's), never
+        blocking.
 
         `encoder` is the answering version's: island and sex (known: they were answered) are logged in the
         model's spelling."""
         now = self._now()
         islands, sexes = encoder.spelling["island"], encoder.spelling["sex"]
-        records = [
+        records: list[PredictionRecord] = [
             {
+                "prediction_id": answer["prediction_id"],
                 "request_id": request_id,
                 "item": item,
                 "time": now,
@@ -111,15 +116,16 @@ class PredictionLog:
     def record_scores(
         self,
         request_id: str,
-        endpoint: Endpoint,
+        endpoint: PredictionEndpoint,
         measures: np.ndarray,
         categories: np.ndarray,
         scores: Scores,
         predictor: Predictor,
+        prediction_ids: Sequence[str],
     ) -> None:
         """As `record`, for penguins answered as columns (the Open Inference Protocol's): `measures` and
-        `categories` as `predictor.score` took them to give `scores`; island and sex in the model's
-        spelling."""
+        `categories` as `predictor.score` took them to give `scores`, `prediction_ids` in their order; island
+        and sex in the model's spelling."""
         now, version, classes = self._now(), predictor.version, predictor.classes
         islands, sexes = predictor.encoder.categories["island"], predictor.encoder.categories["sex"]
         # The probabilities species by species (a column each), as Predictor.predict_batch builds them: far
@@ -128,8 +134,9 @@ class PredictionLog:
         for name, column in zip(classes, scores.probabilities.T.tolist(), strict=True):
             for penguin, probability in zip(by_species, column, strict=True):
                 penguin[name] = probability
-        records = [
+        records: list[PredictionRecord] = [
             {
+                "prediction_id": prediction_id,
                 "request_id": request_id,
                 "item": item,
                 "time": now,
@@ -145,6 +152,7 @@ class PredictionLog:
                 "probabilities": probabilities,
             }
             for item, (
+                prediction_id,
                 (bill_length, bill_depth, flipper_length, body_mass),
                 (island, sex),
                 best,
@@ -152,6 +160,7 @@ class PredictionLog:
             ) in (
                 enumerate(
                     zip(
+                        prediction_ids,
                         measures.tolist(),
                         categories.tolist(),
                         scores.best.tolist(),
@@ -163,17 +172,18 @@ class PredictionLog:
         ]
         self._queue(records)
 
-    def _queue(self, records: list[dict[str, Any]]) -> None:
+    def _queue(self, records: list[PredictionRecord]) -> None:
         """Hand the records to the writer as whole lines, or drop and count them when it lags."""
-        # One dump of the whole list, cut into lines where one record ends and the next begins, is much
-        # cheaper than a dump per record. The cut is exact: inside a JSON string every quote is escaped, so
-        # `},{"request_id":` is found only between records (request_id is every record's first key).
-        lines = orjson.dumps(records)[1:-1].replace(_BETWEEN_RECORDS, _BETWEEN_LINES) + b"\n"
+        if len(records) == 1:  # /predict's: one dump, its newline included
+            lines = orjson.dumps(records[0], option=orjson.OPT_APPEND_NEWLINE)
+        else:
+            # One dump of the whole list, cut into lines where one record ends and the next begins, is much
+            # cheaper than a dump per record. The cut is exact: inside a JSON string every quote is escaped,
+            # so `},{"prediction_id":` is found only between records (every record's first key).
+            lines = orjson.dumps(records)[1:-1].replace(_BETWEEN_RECORDS, _BETWEEN_LINES) + b"\n"
         with self._lock:
-            if self._pending_bytes + len(lines) > MAX_PENDING_BYTES:
-                full = True
-            else:
-                full = False
+            full = self._pending_bytes + len(lines) > MAX_PENDING_BYTES
+            if not full:
                 self._pending.append(lines)
                 self._pending_bytes += len(lines)
                 self._pending_records += len(records)
@@ -183,13 +193,12 @@ class PredictionLog:
     def _now(self) -> str:
         """The UTC time as 2026-11-30T23:15:00.123456Z, the part up to the second formatted once a second
         rather than once a record."""
-        now = time.time()
-        second = int(now)
+        second, microsecond = divmod(time.time_ns() // 1000, 1_000_000)
         formatted_second, prefix = self._second  # one tuple: threads never see a half update
         if second != formatted_second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self._second = (second, prefix)
-        return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return f"{prefix}{microsecond:06d}Z"
 
     def start(self) -> None:
         self._thread.start()
@@ -288,7 +297,7 @@ class RequestRecorder:
 
     def __call__(
         self,
-        endpoint: Endpoint,
+        endpoint: PredictionEndpoint,
         penguins: Sequence[PenguinFeatures],
         answers: Sequence[Mapping[str, Any]],
         encoder: FeatureEncoder,
@@ -298,14 +307,17 @@ class RequestRecorder:
 
     def scores(
         self,
-        endpoint: Endpoint,
+        endpoint: PredictionEndpoint,
         measures: np.ndarray,
         categories: np.ndarray,
         scores: Scores,
         predictor: Predictor,
+        prediction_ids: Sequence[str],
     ) -> None:
         if self.log is not None:
-            self.log.record_scores(self.request_id, endpoint, measures, categories, scores, predictor)
+            self.log.record_scores(
+                self.request_id, endpoint, measures, categories, scores, predictor, prediction_ids
+            )
 
 
 def start_prediction_log(settings: Settings) -> PredictionLog | None:

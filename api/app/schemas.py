@@ -14,7 +14,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from penguins_contract import PHYSICAL_BOUNDS
+from penguins_contract import PHYSICAL_BOUNDS, PREDICTION_ID_PATTERN
 
 # The original README's curl example: a Gentoo-sized bird on Dream, where no Gentoo lives.
 EXAMPLE_PENGUIN: JsonDict = {
@@ -89,6 +89,11 @@ class PredictionWarning(BaseModel):
 
 
 class Prediction(BaseModel):
+    prediction_id: str = Field(
+        description="Made by the server, unique to this answered penguin (the key of its prediction log "
+        "record)",
+        pattern=f"^{PREDICTION_ID_PATTERN.pattern}$",
+    )
     species: str
     probabilities: dict[str, float] = Field(description="Species -> probability; they sum to 1")
     neighbors: list[Neighbor] | None = Field(
@@ -245,6 +250,7 @@ class V2InferenceResponse(BaseModel):
     id: str | None = Field(None, description="The request's id, when it had one")
     parameters: V2Parameters = Field(
         description="warnings: JSON text of a list with one list per penguin of /predict's warnings "
-        '({"code", "field", "message"})'
+        '({"code", "field", "message"}); prediction_ids: JSON text of a list of each penguin\'s '
+        "prediction_id, in row order"
     )
     outputs: list[V2ResponseOutput]

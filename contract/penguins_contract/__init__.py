@@ -31,6 +31,14 @@ from penguins_contract.layout import (
     version_dir,
 )
 from penguins_contract.manifest import SCHEMA_VERSION, check_manifest, parse_manifest, read_manifest
+from penguins_contract.predictions import (
+    PREDICTION_ENDPOINTS,
+    PREDICTION_FIELDS,
+    PREDICTION_ID_PATTERN,
+    PREDICTION_KEY,
+    PredictionEndpoint,
+    PredictionRecord,
+)
 from penguins_contract.reports import (
     LATEST_REPORT_FILE,
     REPORT_HTML,
@@ -53,6 +61,10 @@ __all__ = [
     "NUMERIC_FEATURES",
     "PCA_TOLERANCE",
     "PHYSICAL_BOUNDS",
+    "PREDICTION_ENDPOINTS",
+    "PREDICTION_FIELDS",
+    "PREDICTION_ID_PATTERN",
+    "PREDICTION_KEY",
     "REPORTS_DIR",
     "REPORT_HTML",
     "REPORT_ID_PATTERN",
@@ -66,6 +78,8 @@ __all__ = [
     "VERSION_PATTERN",
     "VIZ_FILE",
     "ContractError",
+    "PredictionEndpoint",
+    "PredictionRecord",
     "categories_key",
     "check_bytes",
     "check_manifest",

@@ -161,7 +161,9 @@ def test_batch_answers_each_penguin_as_predict_does(client: TestClient) -> None:
     assert batch.status_code == 200
     assert batch.json()["model_version"] == client.get("/ready").json()["model_version"]
     for penguin, answer in zip(penguins, batch.json()["predictions"], strict=True):
-        assert answer == client.post("/predict", json=penguin).json()  # the same bits, chart position too
+        alone = client.post("/predict", json=penguin).json()
+        assert answer.pop("prediction_id") != alone.pop("prediction_id")  # each answer its own
+        assert answer == alone  # the same bits, chart position too
 
 
 def test_batch_without_neighbors_by_default(client: TestClient) -> None:

@@ -1,4 +1,5 @@
-"""The prediction log, read as monitor_pipeline reads it: real servers (`python -m app`) write real files.
+"""The prediction log, read as monitor_pipeline reads it: real servers (`python -m app`) write real files,
+and the real loader takes them into the data store.
 
 The format (README, "Prediction log"): JSON Lines named predictions-<UTC start>-<pid>.jsonl, one record per
 answered penguin, only lines ending with a newline count.
@@ -14,28 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app.ids import new_ids
 from app.schemas import EXAMPLE_PENGUIN
+from penguins_contract import PREDICTION_FIELDS
+from penguins_pipeline.core import store
+from penguins_pipeline.monitoring import predictions_log
 
-FIELDS = {
-    "request_id",
-    "item",
-    "time",
-    "endpoint",
-    "model_version",
-    "bill_length_mm",
-    "bill_depth_mm",
-    "flipper_length_mm",
-    "body_mass_g",
-    "island",
-    "sex",
-    "species",
-    "probabilities",
-}
 FILE_NAME = re.compile(r"predictions-\d{8}T\d{12}Z-(\d+)\.jsonl")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-SEAM = '"},{"request_id":"x'
+SEAM = '"},{"prediction_id":"x'
 GENTOO_ON_BISCOE = {
     "bill_length_mm": 47.5,
     "bill_depth_mm": 15.0,
@@ -54,7 +45,7 @@ def read_log(folder: Path) -> dict[str, list[dict[str, Any]]]:
         lines = path.read_bytes().split(b"\n")[:-1]  # what follows the last newline is not a record
         files[path.name] = [json.loads(line) for line in lines]
         for record in files[path.name]:
-            assert set(record) == FIELDS, record
+            assert tuple(record) == PREDICTION_FIELDS, record  # every field, in the contract's order
             assert TIME.fullmatch(record["time"]), record["time"]
     return files
 
@@ -63,15 +54,20 @@ def records(folder: Path) -> list[dict[str, Any]]:
     return [record for file in read_log(folder).values() for record in file]
 
 
-def made_by_the_api(response: httpx.Response) -> bool:
-    """The response's X-Request-ID is a new uuid4, in hex."""
-    made = response.headers["x-request-id"]
+def is_made_id(made: str) -> bool:
+    """A new uuid4, in hex: how the API makes request and prediction ids."""
     return re.fullmatch("[0-9a-f]{32}", made) is not None and uuid.UUID(hex=made).version == 4
+
+
+def made_by_the_api(response: httpx.Response) -> bool:
+    """The response's X-Request-ID was made by the API."""
+    return is_made_id(response.headers["x-request-id"])
 
 
 def expected(request_id: str, item: int, endpoint: str, sent: dict, answer: dict) -> dict[str, Any]:
     """The record of one answered penguin: what the model saw (its own category spelling) and its answer."""
     return {
+        "prediction_id": answer["prediction_id"],
         "request_id": request_id,
         "item": item,
         "endpoint": endpoint,
@@ -101,6 +97,9 @@ def test_every_answered_penguin_is_recorded_with_its_request_id(
     assert made_by_the_api(made) and made_by_the_api(replaced) and made_by_the_api(health)
     assert refused.status_code == 422 and made_by_the_api(refused)
     assert len({made.headers["x-request-id"], replaced.headers["x-request-id"]}) == 2
+    answered = [kept.json(), *made.json()["predictions"], replaced.json(), *seam.json()["predictions"]]
+    prediction_ids = {answer["prediction_id"] for answer in answered}
+    assert len(prediction_ids) == len(answered) and all(map(is_made_id, prediction_ids))
 
     found = records(folder)  # the server stopped cleanly: everything was flushed
     assert len(read_log(folder)) == 1  # one worker, one file
@@ -181,7 +180,7 @@ def test_two_workers_write_two_files_holding_every_answer(
     assert len({FILE_NAME.fullmatch(name).group(1) for name in files}) == 2  # one per worker process
     found = [record for file in files.values() for record in file]
     assert len(found) == answered
-    assert len({(r["request_id"], r["item"]) for r in found}) == answered
+    assert len({r["prediction_id"] for r in found}) == answered  # unique across the two processes too
 
 
 def test_files_rotate_by_size_and_by_age(artifacts_dir: Path, api_server, tmp_path: Path) -> None:
@@ -211,29 +210,86 @@ def test_the_test_client_logs_beside_its_artifacts(client: TestClient, artifacts
     assert len(records(artifacts_dir.parent / "predictions")) == 1
 
 
+def v2_inputs(penguins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "shape": [len(penguins)],
+            "datatype": "BYTES" if isinstance(EXAMPLE_PENGUIN[name], str) else "FP64",
+            "data": [penguin[name] for penguin in penguins],
+        }
+        for name in EXAMPLE_PENGUIN
+    ]
+
+
 def test_v2_infer_answers_are_recorded_as_predict_answers_are(
     artifacts_dir: Path, api_server, tmp_path: Path
 ) -> None:
     folder = tmp_path / "predictions"
     sent = [EXAMPLE_PENGUIN, GENTOO_ON_BISCOE]
-    inputs = [
-        {
-            "name": name,
-            "shape": [len(sent)],
-            "datatype": "BYTES" if isinstance(EXAMPLE_PENGUIN[name], str) else "FP64",
-            "data": [penguin[name] for penguin in sent],
-        }
-        for name in EXAMPLE_PENGUIN
-    ]
     with api_server(artifacts_dir, PREDICTIONS_DIR=str(folder)) as url, httpx.Client(base_url=url) as http:
-        v2 = http.post("/v2/models/penguins/infer", json={"inputs": inputs}, headers={"X-Request-ID": "v2/7"})
+        v2 = http.post(
+            "/v2/models/penguins/infer", json={"inputs": v2_inputs(sent)}, headers={"X-Request-ID": "v2/7"}
+        )
         batch = http.post("/predict/batch", json={"instances": sent})
     assert v2.status_code == 200 and v2.headers["x-request-id"] == "v2/7", v2.text
+    prediction_ids = json.loads(v2.json()["parameters"]["prediction_ids"])  # in row order
     found = sorted((r for r in records(folder) if r["request_id"] == "v2/7"), key=lambda r: r["item"])
     for record in found:
         del record["time"]
-    # The same penguins through /predict/batch: the same model, so the same record but for id and endpoint.
+    # The same penguins through /predict/batch: the same model, so the same record but for ids and endpoint.
     assert found == [
-        expected("v2/7", i, "v2_infer", penguin, answer)
-        for i, (penguin, answer) in enumerate(zip(sent, batch.json()["predictions"], strict=True))
+        expected("v2/7", i, "v2_infer", penguin, {**answer, "prediction_id": prediction_id})
+        for i, (penguin, answer, prediction_id) in enumerate(
+            zip(sent, batch.json()["predictions"], prediction_ids, strict=True)
+        )
     ]
+    assert all(map(is_made_id, prediction_ids)) and len(set(prediction_ids)) == len(sent)
+
+
+def test_a_reused_request_id_loses_no_record_and_a_reload_adds_none(
+    artifacts_dir: Path, api_server, tmp_path: Path, db_url: str
+) -> None:
+    """A client that sends the same X-Request-ID every time: every penguin it had answered reaches
+    `penguins_predictions` under its own prediction_id, once."""
+    folder = tmp_path / "predictions"
+    same = {"X-Request-ID": "fixed-header"}
+    with api_server(artifacts_dir, PREDICTIONS_DIR=str(folder)) as url, httpx.Client(base_url=url) as http:
+        first = http.post("/predict", json=EXAMPLE_PENGUIN, headers=same)
+        second = http.post("/predict", json=GENTOO_ON_BISCOE, headers=same)
+        batch = http.post("/predict/batch", json={"instances": [GENTOO_ON_BISCOE] * 2}, headers=same)
+        v2 = http.post(
+            "/v2/models/penguins/infer", json={"inputs": v2_inputs([EXAMPLE_PENGUIN])}, headers=same
+        )
+    answers = [first.json(), second.json(), *batch.json()["predictions"]]
+    assert all(response.headers["x-request-id"] == "fixed-header" for response in (first, second, batch, v2))
+    species_of = {answer["prediction_id"]: answer["species"] for answer in answers}
+    v2_answer = v2.json()
+    v2_ids = json.loads(v2_answer["parameters"]["prediction_ids"])
+    species_of.update(zip(v2_ids, v2_answer["outputs"][0]["data"], strict=True))
+    assert len(species_of) == 5
+
+    engine = store.make_engine(db_url)
+    try:
+        loaded = predictions_log.load_folder(engine, folder)
+        again = predictions_log.load_folder(engine, folder)
+        predictions, _ = predictions_log.create_tables(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(predictions.c.prediction_id, predictions.c.request_id, predictions.c.species)
+            )
+            table = {prediction_id: (request_id, species) for prediction_id, request_id, species in rows}
+    finally:
+        engine.dispose()
+    assert (loaded.records, loaded.duplicates) == (5, 0)
+    assert (again.records, again.duplicates) == (0, 0)
+    assert table == {
+        prediction_id: ("fixed-header", species) for prediction_id, species in species_of.items()
+    }
+
+
+def test_prediction_ids_are_uuid4s_unique_in_a_big_batch() -> None:
+    for count in (1, 2, 10_000):
+        made = new_ids(count)
+        assert len(made) == len(set(made)) == count
+        assert all(map(is_made_id, made))

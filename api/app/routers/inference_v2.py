@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from app import metrics
 from app.deps import RecorderDep, SettingsDep, StoreDep
+from app.ids import new_ids
 from app.model_store import NO_MODEL_YET, ModelStore
 from app.open_inference import (
     MODEL_NAME,
@@ -244,7 +245,10 @@ def _predict(
 
 
 def _finish(predictor: Predictor, inference: InferRequest, scores: Scores, record: RequestRecorder) -> bytes:
-    """Scored penguins counted in the metrics, logged, and answered as JSON bytes."""
+    """Scored penguins counted, given their prediction ids, logged, and answered as JSON bytes."""
     metrics.count_species(predictor.classes[best] for best in scores.best.tolist())
-    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor)
-    return orjson.dumps(infer_response(inference, scores, predictor.classes, predictor.version))
+    prediction_ids = new_ids(len(inference))
+    record.scores("v2_infer", inference.measures, inference.categories, scores, predictor, prediction_ids)
+    return orjson.dumps(
+        infer_response(inference, scores, predictor.classes, predictor.version, prediction_ids)
+    )

@@ -1,5 +1,6 @@
 """The prediction-log loader on real files and real databases (SQLite and MariaDB): every whole line once,
-partial lines later, malformed lines skipped and counted, and no duplicate or loss after a crash mid-load."""
+partial lines later, malformed lines skipped and counted, no duplicate or loss after a crash mid-load, and
+records and tables from before prediction ids kept."""
 
 import json
 import os
@@ -13,9 +14,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from prediction_logs import lines, records, write_log
+from sqlalchemy.dialects import mysql
 
+from penguins_contract import PREDICTION_FIELDS, PREDICTION_KEY
 from penguins_pipeline.core import store
+from penguins_pipeline.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.core.store import MYSQL_TABLE_OPTIONS
 from penguins_pipeline.monitoring import predictions_log
 from penguins_pipeline.monitoring import steps as monitor_steps
 from penguins_pipeline.monitoring.predictions_log import FILES_TABLE, PREDICTIONS_TABLE
@@ -24,12 +29,11 @@ START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 VERSION = "20261130T220000000000Z-1a2b3c4d"
 
 
-def table_keys(url: str) -> list[tuple[str, int]]:
+def table_keys(url: str) -> list[str]:
     engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(f"SELECT request_id, item FROM {PREDICTIONS_TABLE}"))
-            return sorted((request_id, item) for request_id, item in rows)
+            return sorted(conn.scalars(sa.text(f"SELECT {PREDICTION_KEY} FROM {PREDICTIONS_TABLE}")))
     finally:
         engine.dispose()
 
@@ -44,8 +48,8 @@ def load(
         engine.dispose()
 
 
-def keys(rows: list[dict]) -> list[tuple[str, int]]:
-    return sorted((row["request_id"], row["item"]) for row in rows)
+def keys(rows: list[dict]) -> list[str]:
+    return sorted(row[PREDICTION_KEY] for row in rows)
 
 
 def test_several_files_each_line_once_partial_lines_wait(
@@ -102,6 +106,9 @@ def test_the_loaded_values_are_the_records(db_url: str, tmp_path: Path, clean_pe
         ({"endpoint": "guess"}, "endpoint must be one of"),
         ({"probabilities": [0.5]}, "probabilities must be an object"),
         ({"request_id": ""}, "request_id must be a non-empty string"),
+        ({"prediction_id": "client-42"}, "prediction_id must be 32 lowercase hex digits"),
+        ({"prediction_id": "A" * 32}, "prediction_id must be 32 lowercase hex digits"),
+        ({"prediction_id": None}, "prediction_id must be 32 lowercase hex digits"),
     ],
 )
 def test_a_malformed_record_names_its_field(change: dict, message: str, clean_penguins: pd.DataFrame) -> None:
@@ -119,7 +126,7 @@ def test_malformed_lines_are_skipped_counted_and_logged(
     write_log(tmp_path, [], START, 1, tail=lines(good[:2]) + bad + lines(good[2:]))
     report = load(sqlite_url, tmp_path)
     assert (report.records, report.skipped) == (4, 4)
-    assert "island must be a non-empty string" in caplog.text
+    assert "missing field(s): island" in caplog.text
     assert "not JSON" in caplog.text and "not a JSON object" in caplog.text
     engine = sa.create_engine(sqlite_url)
     with engine.connect() as conn:
@@ -127,15 +134,128 @@ def test_malformed_lines_are_skipped_counted_and_logged(
     assert tuple(counts) == (4, 4)
 
 
-def test_a_request_id_seen_before_is_skipped_not_fatal(
+def test_a_prediction_id_seen_before_is_skipped_a_request_id_is_not(
     sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
 ) -> None:
     rows = records(clean_penguins.head(5), VERSION)
+    for row in rows:  # a client that sends the same X-Request-ID every time
+        row["request_id"] = "fixed-header"
     write_log(tmp_path, rows, START, 1)
     write_log(tmp_path, [rows[2], *records(clean_penguins.iloc[5:7], VERSION)], START + timedelta(hours=1), 2)
     report = load(sqlite_url, tmp_path)
     assert (report.records, report.duplicates) == (7, 1)
     assert len(table_keys(sqlite_url)) == 7
+
+
+def test_the_table_holds_the_contract_fields_keyed_by_prediction_id(sqlite_url: str) -> None:
+    table = predictions_log.predictions_table()
+    assert tuple(table.columns.keys()) == (*PREDICTION_FIELDS, "source_file")
+    assert [column.name for column in table.primary_key] == [PREDICTION_KEY]
+    engine = store.make_engine(sqlite_url)
+    try:
+        predictions_log.create_tables(engine)
+        indexes = sa.inspect(engine).get_indexes(PREDICTIONS_TABLE)
+    finally:
+        engine.dispose()
+    assert {"request_id", "time"} <= {index["column_names"][0] for index in indexes}
+
+
+def legacy(rows: list[dict]) -> list[dict]:
+    """`rows` as the API wrote them before prediction ids: the same records without one."""
+    return [{name: value for name, value in row.items() if name != PREDICTION_KEY} for row in rows]
+
+
+def test_records_from_before_prediction_ids_keep_their_old_key(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    old = legacy(records(clean_penguins.head(3), VERSION))
+    old[1].update(request_id="client#7", item=2)  # a "#" in a client's id stays unambiguous
+    path = write_log(tmp_path, old, START, 1)
+    assert load(sqlite_url, tmp_path).records == 3
+    expected = sorted(predictions_log.legacy_prediction_id(row["request_id"], row["item"]) for row in old)
+    assert table_keys(sqlite_url) == expected
+    assert "client#7#2" in expected
+
+    # Loaded again (its offset forgotten: the file renamed), nothing is added.
+    path.rename(path.with_name(path.name.replace("-1.jsonl", "-2.jsonl")))
+    again = load(sqlite_url, tmp_path)
+    assert (again.records, again.duplicates) == (0, 3)
+
+
+def table_before_prediction_ids(metadata: sa.MetaData) -> sa.Table:
+    """`penguins_predictions` as the loader made it before prediction ids: keyed (request_id, item)."""
+    text = sa.String(128)
+    return sa.Table(
+        PREDICTIONS_TABLE,
+        metadata,
+        sa.Column("request_id", text, primary_key=True),
+        sa.Column("item", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("time", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), index=True),
+        sa.Column("endpoint", sa.String(32), nullable=False),
+        sa.Column("model_version", text, nullable=False),
+        *(sa.Column(name, sa.Double(), nullable=False) for name in NUMERIC_FEATURES),
+        *(sa.Column(name, text, nullable=False) for name in CATEGORICAL_FEATURES),
+        sa.Column("species", text, nullable=False),
+        sa.Column("probabilities", sa.Text(), nullable=False),
+        sa.Column("source_file", sa.String(255), nullable=False),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+@pytest.mark.parametrize("cut_short", [False, True], ids=["migrated", "migration-resumed"])
+def test_a_table_from_before_prediction_ids_is_migrated_keeping_every_row(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame, cut_short: bool
+) -> None:
+    """An upgrade: a file half loaded by the old loader into the old table, then new records. Cut short: a
+    crash in the middle of the migration (MySQL commits each DDL statement on its own)."""
+    old = legacy(records(clean_penguins.head(5), VERSION, end=START))
+    old_file = write_log(tmp_path, old, START, 1)
+    engine = store.make_engine(db_url)
+    try:
+        metadata = sa.MetaData()
+        before, files = table_before_prediction_ids(metadata), predictions_log.files_table(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn:  # what the old loader committed: three lines
+            rows = [predictions_log.parse_record(line) for line in lines(old[:3]).splitlines()]
+            conn.execute(
+                before.insert(),
+                [{**row, "source_file": old_file.name} for row in rows if row.pop(PREDICTION_KEY)],
+            )
+            bookkeeping = {"file_name": old_file.name, "loaded_bytes": len(lines(old[:3])), "records": 3}
+            conn.execute(
+                files.insert(), {**bookkeeping, "skipped": 0, "updated_at": START.replace(tzinfo=None)}
+            )
+        if cut_short:  # renamed aside, its index dropped, the new table made with one row copied
+            aside = f"{PREDICTIONS_TABLE}_before_ids"
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {PREDICTIONS_TABLE} RENAME TO {aside}"))
+                renamed = sa.Table(aside, sa.MetaData(), sa.Column("time", sa.DateTime()))
+                sa.Index(f"ix_{PREDICTIONS_TABLE}_time", renamed.c.time).drop(conn)
+                half = predictions_log.predictions_table()
+                half.create(conn)
+                conn.execute(
+                    half.insert(), predictions_log.parse_record(lines(old[:1])) | {"source_file": "x"}
+                )
+    finally:
+        engine.dispose()
+    new = records(clean_penguins.iloc[5:8], VERSION)
+    new[0].update(request_id=old[0]["request_id"], item=0)  # the old key again, a new prediction
+    write_log(tmp_path, new, START + timedelta(hours=1), 2)
+
+    report = load(db_url, tmp_path)
+    assert (report.records, report.duplicates) == (2 + 3, 0)  # the rest of the old file, the new one
+    legacy_keys = [predictions_log.legacy_prediction_id(row["request_id"], row["item"]) for row in old]
+    assert table_keys(db_url) == sorted(legacy_keys + keys(new))
+    assert load(db_url, tmp_path).records == 0
+    engine = sa.create_engine(db_url)
+    loaded = pd.read_sql_table(PREDICTIONS_TABLE, engine).set_index(PREDICTION_KEY)
+    tables = sa.inspect(engine).get_table_names()
+    engine.dispose()
+    assert sorted(tables) == sorted([FILES_TABLE, PREDICTIONS_TABLE])  # the renamed old table is gone
+    migrated = loaded.loc[legacy_keys[0]]
+    assert migrated["time"] == pd.Timestamp(old[0]["time"]).tz_localize(None)
+    assert json.loads(migrated["probabilities"]) == old[0]["probabilities"]
+    assert migrated["source_file"] == old_file.name
 
 
 # Loads PREDICTIONS_DIR in 600-byte chunks and is SIGKILLed by its own database driver right after the inserts

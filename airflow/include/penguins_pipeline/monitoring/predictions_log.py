@@ -5,10 +5,15 @@ appended whole lines only; a last line without its newline is a write still unde
 is not a record yet. The loader remembers, per file, how many bytes of whole lines it has consumed
 (`penguins_prediction_files`); the rows of a chunk and the file's new offset are committed in one
 transaction, so a rerun or a crash at any point neither duplicates nor loses a record. Two loaders at once
-(`make monitor` beside a scheduled run) cannot duplicate either: the key refuses the second insert, that
-transaction rolls back and its task's retry starts from the committed offset. Files are never changed;
-retention deletes old rows, and old fully loaded files only where the folder is writable. A folder that is
-missing (an unmounted volume) changes no bookkeeping: it is an error once files were loaded from it.
+(`make monitor` beside a scheduled run) cannot duplicate either: the key, each record's `prediction_id`,
+refuses the second insert, that transaction rolls back and its task's retry starts from the committed offset.
+Files are never changed; retention deletes old rows, and old fully loaded files only where the folder is
+writable. A folder that is missing (an unmounted volume) changes no bookkeeping: it is an error once files
+were loaded from it.
+
+Records written before the API made prediction ids have none: each is keyed `<request_id>#<item>`, the key
+rows had then (`legacy_prediction_id`), and a table of that time is migrated to the same ids, so an upgrade
+neither loses nor reloads a record.
 """
 
 import json
@@ -25,6 +30,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from penguins_contract import (
+    PREDICTION_ENDPOINTS,
+    PREDICTION_FIELDS,
+    PREDICTION_ID_PATTERN,
+    PREDICTION_KEY,
+)
 from penguins_pipeline.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from penguins_pipeline.core.store import MYSQL_TABLE_OPTIONS
 
@@ -33,21 +44,30 @@ log = logging.getLogger(__name__)
 PREDICTIONS_TABLE = "penguins_predictions"
 FILES_TABLE = "penguins_prediction_files"
 FILE_PATTERN = re.compile(r"predictions-[0-9]{8}T[0-9]{12}Z-[0-9]+\.jsonl")
-ENDPOINTS = ("predict", "predict_batch", "v2_infer")
 # Bytes read (and committed) at a time: bounds the memory of a load whatever the size of a file.
 CHUNK_BYTES = 4 * 1024 * 1024
 _SHORT_TEXT = 128
+# A key: a prediction id, or the legacy `<request_id>#<item>` of a record written before ids (item < 2**31).
+_KEY_TEXT = _SHORT_TEXT + len("#2147483647")
 # MySQL's DATETIME drops the fraction unless asked for one: keep the log's microseconds.
 _TIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def predictions_table(metadata: sa.MetaData | None = None) -> sa.Table:
-    """One row per answered penguin; the key `(request_id, item)` makes a second insert of a record fail."""
+    """One row per answered penguin, the record's fields (the contract's PREDICTION_FIELDS) then its file;
+    the key, the server-made `prediction_id`, makes a second insert of a record fail."""
     return sa.Table(
         PREDICTIONS_TABLE,
         metadata or sa.MetaData(),
-        sa.Column("request_id", sa.String(_SHORT_TEXT), primary_key=True),
-        sa.Column("item", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column(PREDICTION_KEY, sa.String(_KEY_TEXT), primary_key=True),
+        sa.Column(
+            "request_id",
+            sa.String(_SHORT_TEXT),
+            nullable=False,
+            index=True,
+            comment="X-Request-ID: the client's (may repeat) or one the API made",
+        ),
+        sa.Column("item", sa.Integer(), nullable=False, comment="position in the request"),
         sa.Column("time", _TIME, nullable=False, index=True, comment="UTC answer time"),
         sa.Column("endpoint", sa.String(32), nullable=False),
         sa.Column("model_version", sa.String(_SHORT_TEXT), nullable=False),
@@ -102,6 +122,12 @@ def _number(raw: dict[str, Any], name: str) -> float:
     return float(value)
 
 
+def legacy_prediction_id(request_id: str, item: int) -> str:
+    """The key of a record written before the API made prediction ids: its key of that time, as one string
+    (unique: item, after the last "#", is a number). Never a prediction id, which is hex."""
+    return f"{request_id}#{item}"
+
+
 def parse_record(line: bytes) -> dict[str, Any]:
     """One line as a row of `penguins_predictions`, or BadRecord naming the first field that is wrong."""
     try:
@@ -110,7 +136,10 @@ def parse_record(line: bytes) -> dict[str, Any]:
         raise BadRecord(f"not JSON: {err}") from None
     if not isinstance(raw, dict):
         raise BadRecord(f"not a JSON object but {type(raw).__name__}")
-    item = raw.get("item")
+    missing = [name for name in PREDICTION_FIELDS if name not in raw and name != PREDICTION_KEY]
+    if missing:
+        raise BadRecord(f"missing field(s): {', '.join(missing)}")
+    item = raw["item"]
     if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < 2**31:
         raise BadRecord(f"item must be a non-negative integer, not {item!r}")
     when = _text(raw, "time")
@@ -121,15 +150,23 @@ def parse_record(line: bytes) -> dict[str, Any]:
     if time.utcoffset() != timedelta(0):
         raise BadRecord(f"time must be in UTC (…Z), not {when!r}")
     endpoint = _text(raw, "endpoint")
-    if endpoint not in ENDPOINTS:
-        raise BadRecord(f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}")
+    if endpoint not in PREDICTION_ENDPOINTS:
+        raise BadRecord(f"endpoint must be one of {', '.join(PREDICTION_ENDPOINTS)}, not {endpoint!r}")
     probabilities = raw.get("probabilities")
     if not isinstance(probabilities, dict) or not all(
         isinstance(p, int | float) and not isinstance(p, bool) for p in probabilities.values()
     ):
         raise BadRecord(f"probabilities must be an object of species -> number, not {probabilities!r}")
+    request_id = _text(raw, "request_id")
+    if PREDICTION_KEY not in raw:
+        prediction_id = legacy_prediction_id(request_id, item)
+    else:
+        prediction_id = raw[PREDICTION_KEY]
+        if not isinstance(prediction_id, str) or not PREDICTION_ID_PATTERN.fullmatch(prediction_id):
+            raise BadRecord(f"prediction_id must be 32 lowercase hex digits, not {prediction_id!r}")
     return {
-        "request_id": _text(raw, "request_id"),
+        PREDICTION_KEY: prediction_id,
+        "request_id": request_id,
         "item": item,
         "time": time.astimezone(UTC).replace(tzinfo=None),
         "endpoint": endpoint,
@@ -190,10 +227,56 @@ class LoadReport:
 
 
 def create_tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
+    """The two tables, made if missing; a predictions table of before prediction ids is migrated first."""
+    _migrate_to_prediction_ids(engine)
     metadata = sa.MetaData()
     predictions, files = predictions_table(metadata), files_table(metadata)
     metadata.create_all(engine, checkfirst=True)
     return predictions, files
+
+
+# Where a predictions table keyed (request_id, item) waits while its rows are copied into today's table.
+_BEFORE_IDS = f"{PREDICTIONS_TABLE}_before_ids"
+
+
+def _migrate_to_prediction_ids(engine: sa.Engine) -> None:
+    """Give a table keyed `(request_id, item)` (before the API made prediction ids) today's key, every row
+    kept and keyed by `legacy_prediction_id`, as its lines would be if loaded again.
+
+    The old table is renamed aside, copied into a new one with one INSERT ... SELECT, then dropped. DDL
+    commits on its own in MySQL, so each step may be cut short by a crash: while the renamed table exists,
+    the copy is redone from the start.
+    """
+    tables = set(sa.inspect(engine).get_table_names())
+    if _BEFORE_IDS not in tables:
+        if PREDICTIONS_TABLE not in tables:
+            return
+        columns = {column["name"] for column in sa.inspect(engine).get_columns(PREDICTIONS_TABLE)}
+        if PREDICTION_KEY in columns:
+            return
+        log.warning(
+            "%s is keyed (request_id, item), from before prediction ids: migrating it (every row kept, "
+            "keyed <request_id>#<item>)",
+            PREDICTIONS_TABLE,
+        )
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {PREDICTIONS_TABLE} RENAME TO {_BEFORE_IDS}"))
+    with engine.begin() as conn:
+        old = sa.Table(_BEFORE_IDS, sa.MetaData(), autoload_with=conn)
+        for index in old.indexes:  # SQLite's index names are global: today's table needs them
+            index.drop(conn)
+        new = predictions_table()
+        new.drop(conn, checkfirst=True)  # a copy cut short
+        new.create(conn)
+        names = [column.name for column in new.columns if column.name != PREDICTION_KEY]
+        legacy_id = old.c.request_id + "#" + sa.cast(old.c.item, sa.String)  # legacy_prediction_id in SQL
+        copied = conn.execute(
+            new.insert().from_select(
+                [PREDICTION_KEY, *names], sa.select(legacy_id, *(old.c[n] for n in names))
+            )
+        )
+        old.drop(conn)
+    log.warning("Migrated %s to prediction ids: %d rows kept", PREDICTIONS_TABLE, copied.rowcount)
 
 
 def log_files(folder: Path) -> list[Path]:
@@ -276,27 +359,24 @@ def _commit(
             "this chunk was rolled back; a retry goes on from the committed offset"
         ) from err
     if duplicates:
-        log.warning(
-            "%s: %d records whose (request_id, item) was already loaded were skipped", name, duplicates
-        )
+        log.warning("%s: %d records whose prediction_id was already loaded were skipped", name, duplicates)
     return len(fresh), duplicates
 
 
 def _new_records(
     conn: sa.Connection, predictions: sa.Table, records: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The records whose key is neither loaded nor repeated earlier in `records` (a client that reused its
-    X-Request-ID): skipped and counted, not an error."""
-    fresh: dict[tuple[str, int], dict[str, Any]] = {}
+    """The records whose key is neither loaded nor repeated earlier in `records` (a file copied twice into
+    the folder, or old records of a client that reused its X-Request-ID): skipped and counted, not an
+    error."""
+    fresh: dict[str, dict[str, Any]] = {}
     for record in records:
-        fresh.setdefault((record["request_id"], record["item"]), record)
-    request_ids = sorted({request_id for request_id, _ in fresh})
-    for start in range(0, len(request_ids), 1000):
-        query = sa.select(predictions.c.request_id, predictions.c.item).where(
-            predictions.c.request_id.in_(request_ids[start : start + 1000])
-        )
-        for request_id, item in conn.execute(query):
-            fresh.pop((request_id, item), None)
+        fresh.setdefault(record[PREDICTION_KEY], record)
+    keys = sorted(fresh)
+    key = predictions.c[PREDICTION_KEY]
+    for start in range(0, len(keys), 1000):
+        for loaded in conn.scalars(sa.select(key).where(key.in_(keys[start : start + 1000]))):
+            fresh.pop(loaded, None)
     return list(fresh.values())
 
 
