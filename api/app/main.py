@@ -12,6 +12,7 @@ from app import errors, metrics, openapi
 from app.core.config import Settings, get_settings
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from app.model_sources import model_source
 from app.model_store import ModelStore, NoPromotedVersionError
 from app.prediction_log import start_prediction_log
 from app.routers import docs, health, inference_v2, model, monitoring, page, predict, vendor, warmup
@@ -24,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = ModelStore(settings.artifacts_dir, settings.api_near_tie_margin)
+        store = ModelStore(model_source(settings), settings.api_near_tie_margin)
         app.state.model_store = store
         app.state.prediction_log = prediction_log = start_prediction_log(settings)
         try:

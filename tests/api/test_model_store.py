@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.model_sources import FolderSource
 from app.model_store import ModelStore
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_pipeline.training import artifacts
@@ -221,7 +222,7 @@ def test_starting_over_a_bad_version_serves_nothing_and_says_why(
 def test_a_replaced_version_is_freed_at_once(artifacts_dir: Path, versions) -> None:
     """The store freezes what it serves out of the garbage collector's sight, so a replaced predictor must
     be freed by reference counting alone: one reference cycle in it would keep every old model forever."""
-    store = ModelStore(artifacts_dir, near_tie_margin=0.2)
+    store = ModelStore(FolderSource(artifacts_dir), near_tie_margin=0.2)
     asyncio.run(store.refresh())
     replaced = weakref.ref(store.predictor)
     artifacts.promote(artifacts_dir, versions.other)
