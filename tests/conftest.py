@@ -20,6 +20,8 @@ import palmerpenguins
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from free_port import free_port
+from mlflow_server import running
 from scratch_database import scratch_database
 
 from penguins_pipeline.core.schema import DATA_COLUMNS
@@ -205,3 +207,34 @@ def versions(tmp_path_factory: pytest.TempPathFactory, clean_penguins: pd.DataFr
         PipelineSettings(artifacts_dir=folder, cv_folds=2, n_estimators=15, random_state=7),
     )
     return Versions(folder, main, other)
+
+
+# A first start migrates a fresh SQLite database: minutes on a machine busy with other test runs.
+MLFLOW_START_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A real `mlflow server` (scripts/mlflow_server.py): its URL, and its files (SQLite backend, and the
+    artifacts it proxies under `root/artifacts`)."""
+
+    url: str
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def start_mlflow() -> Callable[[Path], contextlib.AbstractContextManager[str]]:
+    """`with start_mlflow(root) as url:` a tracking server of the caller's own, on a free port, files under
+    `root`; stopped when the block ends (a test may end it early to see the server go away)."""
+    return lambda root: running(root, free_port(), timeout=MLFLOW_START_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_mlflow: Callable[[Path], contextlib.AbstractContextManager[str]],
+) -> Iterator[MlflowServer]:
+    """One tracking server for the session, as the project runs it natively; stopped at the end."""
+    root = tmp_path_factory.mktemp("mlflow")
+    with start_mlflow(root) as url:
+        yield MlflowServer(url, root)

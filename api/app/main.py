@@ -14,6 +14,7 @@ from app.core.config import Settings, get_settings
 from app.core.exposure import exposure_warning
 from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from app.model_sources import model_source
 from app.model_store import ModelStore, NoPromotedVersionError
 from app.prediction_log import start_prediction_log
 from app.routers import docs, health, inference_v2, model, monitoring, page, predict, vendor, warmup
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if warning := exposure_warning(settings):
             log.warning(warning)
         freeze_the_libraries()
-        store = ModelStore(settings.artifacts_dir, settings.api_near_tie_margin)
+        store = ModelStore(model_source(settings), settings.api_near_tie_margin)
         app.state.model_store = store
         app.state.prediction_log = prediction_log = start_prediction_log(settings)
         try:

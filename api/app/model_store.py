@@ -1,21 +1,23 @@
 """Which version this worker serves, and how it changes: load beside the served one, then swap one reference.
 
-Each worker polls current.json by itself (so every worker of every replica converges within seconds without
-a /warmup call); /warmup only makes it happen now. Loading runs in a thread, so requests keep being answered
-by the old version meanwhile; a version that fails to load is remembered and not retried by polling (only by
-/warmup), and never replaces the served one.
+Each worker polls its model source (`current.json`, or the MLflow registry's `champion` alias: see
+app.model_sources) by itself, so every worker of every replica converges within seconds without a /warmup
+call; /warmup only makes it happen now. Loading runs in a thread, so requests keep being answered by the old
+version meanwhile; a version that fails to load is remembered and not retried by polling (only by /warmup),
+and never replaces the served one. A source that does not answer (MLflow down) changes nothing: the served
+version stays, and the next poll asks again.
 """
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
 
 from app import metrics
 from app.batching import MicroBatcher
-from app.loader import LoadError, load_version, read_current
+from app.loader import LoadError, SourceUnavailableError, VersionFiles, load
+from app.model_sources import ModelSource
 from app.open_inference import InferRequest, answer_groups
 from app.predictor import Predictor, PredictRequest, Scores
 from app.schemas import ServedVersion
@@ -36,42 +38,43 @@ class NoPromotedVersionError(LookupError):
 
 
 class ModelStore:
-    def __init__(self, artifacts_dir: Path, near_tie_margin: float) -> None:
-        self.artifacts_dir = artifacts_dir
+    def __init__(self, source: ModelSource, near_tie_margin: float) -> None:
+        self.source = source
         self.predictor: Predictor | None = None
         # /predict answers through this, from the served predictor: requests arriving together share a pass.
         self.batcher: PredictBatcher | None = None
         self.group_batcher: GroupBatcher | None = None
         self.last_error: str | None = None
         self._near_tie_margin = near_tie_margin
-        self._failed: dict[str, str] = {}  # version -> why it was refused
+        # Why each refused version was refused, by its `where`: the version id and, in the registry, which
+        # registered copy (the same id registered again with sound files is a new chance).
+        self._failed: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     async def refresh(self, force: bool = False) -> ServedVersion:
-        """Serve the version named in current.json. Raises NoPromotedVersionError or LoadError."""
+        """Serve the version the source says is promoted. Raises NoPromotedVersionError or LoadError."""
         async with self._lock:
             served = self.predictor
             try:
-                version = await to_thread.run_sync(read_current, self.artifacts_dir)
+                promoted = await to_thread.run_sync(self.source.promoted)
             except LoadError as err:
-                if str(err) != self.last_error:  # once per distinct problem, not every poll
-                    log.error("%s", err)
-                    metrics.MODEL_LOAD_FAILURES.labels(reason=err.reason).inc()
-                self.last_error = str(err)
+                self._note(err)
                 raise
-            if version is None:
-                raise NoPromotedVersionError(
-                    f"{self.artifacts_dir / 'current.json'} does not exist: {NO_MODEL_YET}"
-                )
+            if promoted is None:
+                raise NoPromotedVersionError(f"{self.source.pointer} does not exist: {NO_MODEL_YET}")
+            version = promoted.version
             if served is not None and served.version == version:
-                self.last_error = None  # whatever was wrong with current.json has been put right
+                self.last_error = None  # whatever was wrong with the source has been put right
                 return ServedVersion(model_version=version, previous_version=version, changed=False)
-            if version in self._failed and not force:
-                raise LoadError("known_bad", self._failed[version])
+            if promoted.where in self._failed and not force:
+                raise LoadError("known_bad", self._failed[promoted.where])
             try:
-                predictor = await to_thread.run_sync(self._build, version)
+                predictor = await to_thread.run_sync(self._build, promoted)
+            except SourceUnavailableError as err:
+                self._note(err)  # nothing learnt about the version: not remembered as refused
+                raise
             except LoadError as err:
-                self._failed[version] = self.last_error = str(err)
+                self._failed[promoted.where] = self.last_error = str(err)
                 metrics.MODEL_LOAD_FAILURES.labels(reason=err.reason).inc()
                 kept = f"still serving {served.version}" if served else "no model served"
                 log.error("model version refused: %s (%s)", err, kept)
@@ -82,7 +85,7 @@ class ModelStore:
                 MicroBatcher(predictor.answer_requests),
                 MicroBatcher(answer_groups(predictor)),
             )
-            self._failed.pop(version, None)
+            self._failed.pop(promoted.where, None)
             self.last_error = None
             metrics.set_served_version(version, served.version if served else None)
             log.info("serving model version %s (was %s)", version, served.version if served else "none")
@@ -90,17 +93,24 @@ class ModelStore:
                 model_version=version, previous_version=served.version if served else None, changed=True
             )
 
-    def _build(self, version: str) -> Predictor:
-        loaded = load_version(self.artifacts_dir, version)
+    def _note(self, err: LoadError) -> None:
+        """A problem of the source, logged and counted once per distinct problem, not at every poll."""
+        if str(err) != self.last_error:
+            log.error("%s", err)
+            metrics.MODEL_LOAD_FAILURES.labels(reason=err.reason).inc()
+        self.last_error = str(err)
+
+    def _build(self, files: VersionFiles) -> Predictor:
+        loaded = load(files)
         try:
             return Predictor(loaded, self._near_tie_margin)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
             raise LoadError(
-                "invalid", f"version {version} does not follow the artifact contract: {err!r}"
+                "invalid", f"{files.where} does not follow the artifact contract: {err!r}"
             ) from err
 
     async def poll(self, interval: float) -> None:
-        """Converge on current.json forever (the lifespan cancels this task at shutdown)."""
+        """Converge on the promoted version forever (the lifespan cancels this task at shutdown)."""
         while True:
             await asyncio.sleep(interval)
             try:

@@ -39,9 +39,10 @@ SERVE_AND_LIST_MODULES = """
 import asyncio, json, sys
 from pathlib import Path
 import app.main, app.__main__
+from app.model_sources import FolderSource
 from app.model_store import ModelStore
 from app.schemas import PenguinFeatures
-store = ModelStore(Path(sys.argv[1]), 0.2)
+store = ModelStore(FolderSource(Path(sys.argv[1])), 0.2)
 asyncio.run(store.refresh())
 predictor = store.predictor
 penguins = [PenguinFeatures(**p) for p in json.load(sys.stdin)]

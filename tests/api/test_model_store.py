@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.model_sources import FolderSource
 from app.model_store import ModelStore
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_pipeline.training import artifacts
@@ -234,7 +235,7 @@ def test_starting_over_a_bad_version_serves_nothing_and_says_why(
 def test_a_replaced_version_is_freed_at_once(artifacts_dir: Path, versions) -> None:
     """By reference counting alone, at once: a replaced predictor holds no reference cycle, so it does not
     wait for the cyclic collector."""
-    store = ModelStore(artifacts_dir, near_tie_margin=0.2)
+    store = ModelStore(FolderSource(artifacts_dir), near_tie_margin=0.2)
     asyncio.run(store.refresh())
     replaced = weakref.ref(store.predictor)
     artifacts.promote(artifacts_dir, versions.other)

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # api/app/core/config.py -> the repository root (the native default of ARTIFACTS_DIR is <repo>/artifacts).
@@ -26,7 +26,11 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1)
     api_log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     api_access_log: bool = True
-    # Every worker re-reads current.json this often, so all of them converge without a /warmup call.
+    # Where the served version is chosen: `folder` (current.json in ARTIFACTS_DIR) or `mlflow` (the registry's
+    # champion alias at MLFLOW_TRACKING_URI, over its REST API; the files through its artifact proxy).
+    model_registry: Literal["folder", "mlflow"] = "folder"
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    # Every worker asks its model source this often, so all of them converge without a /warmup call.
     api_model_poll_seconds: float = Field(2.0, gt=0)
     api_max_body_bytes: int = Field(1 * MIB, gt=0)
     # A full batch (10,000 penguins) is ~1.2 MB of JSON, so the batch route gets its own, larger limit.
@@ -54,6 +58,19 @@ class Settings(BaseSettings):
     def _empty_token_is_none(cls, token: SecretStr | None) -> SecretStr | None:
         """`WARMUP_TOKEN=` (empty, as in .env.example) means no token, not a token of zero characters."""
         return token if token is not None and token.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _registry_is_reachable_over_http(self) -> "Settings":
+        """The API reads the registry over plain HTTP: a missing or other kind of URI fails at start, not at
+        the first poll."""
+        if self.model_registry == "mlflow" and not self.mlflow_tracking_uri.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "MODEL_REGISTRY=mlflow needs MLFLOW_TRACKING_URI to be the tracking server's http(s) "
+                f"address, not {self.mlflow_tracking_uri!r}"
+            )
+        return self
 
 
 @lru_cache

@@ -1,4 +1,5 @@
-"""POST /warmup: load the version promoted in current.json now, instead of at the next poll."""
+"""POST /warmup: load the promoted version (current.json, or the MLflow `champion` alias) now, instead of
+at the next poll."""
 
 from typing import Any
 
