@@ -78,8 +78,11 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = RE
 
 
 @contextlib.contextmanager
-def running(root: Path, port: int, log: Path | None = None) -> Iterator[str]:
-    """A real server with the embedded default under `root`, on 127.0.0.1:`port`; yields its URL."""
+def running(
+    root: Path, port: int, log: Path | None = None, timeout: float = READY_TIMEOUT_S
+) -> Iterator[str]:
+    """A real server with the embedded default under `root`, on 127.0.0.1:`port`; yields its URL once it
+    answers (within `timeout` seconds: a first start migrates its database, slow on a busy host)."""
     backend, artifacts = local_paths(root)
     url = f"http://127.0.0.1:{port}"
     with open(log or root / "server.log", "ab") as out:
@@ -91,7 +94,7 @@ def running(root: Path, port: int, log: Path | None = None) -> Iterator[str]:
             start_new_session=True,
         )
     try:
-        wait_healthy(url, process)
+        wait_healthy(url, process, timeout)
         yield url
     finally:
         stop(process)

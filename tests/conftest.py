@@ -5,6 +5,7 @@ A missing service is a failure, never a skip: CI (`.ci/run`) starts MariaDB and 
 """
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -15,11 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import mlflow_server
 import palmerpenguins
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from free_port import free_port
 from scratch_database import scratch_database
 
 from penguins_pipeline.core.schema import DATA_COLUMNS
@@ -32,6 +36,33 @@ MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 RunDag = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_tracking_by_default() -> Iterator[None]:
+    """Tests train without MLflow unless they test it (they pass MLFLOW_TRACKING_URI then): natively the
+    setting defaults to a server on 127.0.0.1:5000, which may be a developer's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", "")
+        yield
+
+
+# A first start migrates the server's database: minutes when every core is busy with other test runs.
+MLFLOW_START_TIMEOUT_S = 600.0
+
+
+@pytest.fixture(scope="session")
+def mlflow_at() -> Callable[[Path, int], contextlib.AbstractContextManager[str]]:
+    """`with mlflow_at(root, port) as url:` a real MLflow tracking server as the project runs it
+    (scripts/mlflow_server.py: SQLite and proxied artifacts under `root`, one worker), stopped at the end."""
+    return functools.partial(mlflow_server.running, timeout=MLFLOW_START_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(tmp_path_factory: pytest.TempPathFactory, mlflow_at: Callable[..., Any]) -> Iterator[str]:
+    """One real tracking server on a free port, shared by the session: find what a test made by its tags."""
+    with mlflow_at(tmp_path_factory.mktemp("mlflow"), free_port()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -100,7 +131,7 @@ def run_dag(airflow_home: Path, tmp_path: Path) -> RunDag:
     params, e.g. {"rollback_to": ...}); stdout holds stderr too.
 
     By default the data store, the artifacts and the warmup point into the test's temporary folder (no
-    warmup call); pass e.g. PENGUINS_DB_URL=..., ARTIFACTS_DIR=... to change them.
+    warmup call, no tracking); pass e.g. PENGUINS_DB_URL=..., ARTIFACTS_DIR=... to change them.
     """
 
     def run(dag_id: str, conf: dict | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -108,6 +139,7 @@ def run_dag(airflow_home: Path, tmp_path: Path) -> RunDag:
             "PENGUINS_DB_URL": f"sqlite:///{tmp_path / 'penguins.db'}",
             "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
             "API_URL": "",
+            "MLFLOW_TRACKING_URI": "",
         }
         return subprocess.run(
             [str(AIRFLOW), "dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])],
