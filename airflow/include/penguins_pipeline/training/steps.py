@@ -53,11 +53,18 @@ def staging_dir(settings: PipelineSettings, staged: dict[str, Any]) -> Path:
     return path
 
 
+def version_folder(settings: PipelineSettings, staged: dict[str, Any]) -> Path:
+    """Where the version is now: published already (a `promote` that failed half-way, then a cleared
+    task), or still staged."""
+    published = artifacts.version_dir(settings.artifacts_dir, staged["version"])
+    return published if published.is_dir() else staging_dir(settings, staged)
+
+
 def record(settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[str, str]) -> str | None:
     """Record the staged version as an MLflow run (before the gate, so refused models are compared too)."""
     if not tracking.enabled(settings):
         return None
-    return tracking.record_run(settings, staging_dir(settings, staged), tags)
+    return tracking.record_run(settings, version_folder(settings, staged), tags)
 
 
 def gate(settings: PipelineSettings, staged: dict[str, Any]) -> str:
@@ -88,7 +95,7 @@ def register(settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[s
     """A candidate that passed the gate and verification becomes the registry's `challenger`."""
     if not tracking.enabled(settings):
         return None
-    return tracking.set_alias(settings, registry.CHALLENGER, staging_dir(settings, staged), tags)
+    return tracking.set_alias(settings, registry.CHALLENGER, version_folder(settings, staged), tags)
 
 
 def make_champion(settings: PipelineSettings, version: str, tags: Mapping[str, str] | None = None) -> str:
