@@ -17,6 +17,8 @@ import mlflow_server
 from penguins_pipeline.core.settings import LOCAL_DIR, PipelineSettings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# A first start creates the server's database: allow for a machine busy with other work.
+START_TIMEOUT_S = 600.0
 
 
 def main(command: list[str]) -> int:
@@ -25,7 +27,7 @@ def main(command: list[str]) -> int:
     if not uri or mlflow_server.healthy(uri) or address.hostname not in LOCAL_HOSTS or not address.port:
         return subprocess.call(command)
     print(f"No MLflow server answers at {uri}: starting the embedded one (.local/mlflow) for this command")
-    with mlflow_server.running(LOCAL_DIR / "mlflow", address.port):
+    with mlflow_server.running(LOCAL_DIR / "mlflow", address.port, timeout=START_TIMEOUT_S):
         return subprocess.call(command)
 
 
