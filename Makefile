@@ -15,7 +15,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: help install lock test test-compose lint pipeline monitor run api bench screenshots reliability
+.PHONY: help install lock test test-compose lint pipeline monitor run api bench screenshots reliability rollback sweep
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,8 +66,17 @@ bench: install  ## the benchmarks; writes bench/results/*.json and prints a tabl
 pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
 	$(BIN)/airflow db migrate > /dev/null
 	$(BIN)/airflow dags test data_pipeline
-# No API listens during a one-off run: skip the warmup call (a running API polls current.json anyway).
-	API_URL= $(BIN)/airflow dags test train_pipeline
+# No API listens during a one-off run: skip the warmup call (a running API polls current.json anyway). The run
+# is recorded in MLflow: at MLFLOW_TRACKING_URI, or the embedded server started for it (scripts/with_mlflow.py).
+	API_URL= $(BIN)/python scripts/with_mlflow.py $(BIN)/airflow dags test train_pipeline
+
+rollback: install  ## serve a kept version again, VERSION=<id>: current.json and the champion alias move together
+	@test -n "$(VERSION)" || { echo "usage: make rollback VERSION=<id>; the kept versions:" >&2; \
+		$(BIN)/python -m penguins_pipeline.training.cli list >&2; exit 2; }
+	$(BIN)/python scripts/with_mlflow.py $(BIN)/python -m penguins_pipeline.training.cli rollback "$(VERSION)"
+
+sweep: install  ## 24 forest settings as nested MLflow runs; the best is registered (challenger if it passes the gate)
+	$(BIN)/python scripts/with_mlflow.py $(BIN)/python -m penguins_pipeline.training.sweep
 
 monitor: install  ## run monitor_pipeline once through Airflow: load the prediction log, write a drift report
 	$(BIN)/airflow db migrate > /dev/null

@@ -82,7 +82,7 @@ def running(
     root: Path, port: int, log: Path | None = None, timeout: float = READY_TIMEOUT_S
 ) -> Iterator[str]:
     """A real server with the embedded default under `root`, on 127.0.0.1:`port`; yields its URL once it
-    answers (within `timeout` seconds: its first start migrates a fresh database)."""
+    answers (within `timeout` seconds: a first start migrates its database, slow on a busy host)."""
     backend, artifacts = local_paths(root)
     url = f"http://127.0.0.1:{port}"
     with open(log or root / "server.log", "ab") as out:

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow_server
 import palmerpenguins
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from free_port import free_port
-from mlflow_server import running
 from scratch_database import scratch_database
 
 from penguins_pipeline.core.schema import DATA_COLUMNS
@@ -34,6 +34,15 @@ MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 RunDag = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_tracking_by_default() -> Iterator[None]:
+    """Tests train without MLflow unless they test it (they pass MLFLOW_TRACKING_URI then): natively the
+    setting defaults to a server on 127.0.0.1:5000, which may be a developer's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", "")
+        yield
 
 
 @pytest.fixture
@@ -102,7 +111,7 @@ def run_dag(airflow_home: Path, tmp_path: Path) -> RunDag:
     params, e.g. {"rollback_to": ...}); stdout holds stderr too.
 
     By default the data store, the artifacts and the warmup point into the test's temporary folder (no
-    warmup call); pass e.g. PENGUINS_DB_URL=..., ARTIFACTS_DIR=... to change them.
+    warmup call, no tracking); pass e.g. PENGUINS_DB_URL=..., ARTIFACTS_DIR=... to change them.
     """
 
     def run(dag_id: str, conf: dict | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -110,6 +119,7 @@ def run_dag(airflow_home: Path, tmp_path: Path) -> RunDag:
             "PENGUINS_DB_URL": f"sqlite:///{tmp_path / 'penguins.db'}",
             "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
             "API_URL": "",
+            "MLFLOW_TRACKING_URI": "",
         }
         return subprocess.run(
             [str(AIRFLOW), "dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])],
@@ -223,18 +233,23 @@ class MlflowServer:
 
 
 @pytest.fixture(scope="session")
-def start_mlflow() -> Callable[[Path], contextlib.AbstractContextManager[str]]:
-    """`with start_mlflow(root) as url:` a tracking server of the caller's own, on a free port, files under
-    `root`; stopped when the block ends (a test may end it early to see the server go away)."""
-    return lambda root: running(root, free_port(), timeout=MLFLOW_START_TIMEOUT_S)
+def mlflow_at() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with mlflow_at(root[, port]) as url:` a tracking server of the caller's own, files under `root`, on
+    `port` (a free one by default: a test that stops and restarts it passes the same port); stopped when the
+    block ends (a test may end it early to see the server go away)."""
+
+    def start(root: Path, port: int | None = None) -> contextlib.AbstractContextManager[str]:
+        return mlflow_server.running(root, port or free_port(), timeout=MLFLOW_START_TIMEOUT_S)
+
+    return start
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(
-    tmp_path_factory: pytest.TempPathFactory,
-    start_mlflow: Callable[[Path], contextlib.AbstractContextManager[str]],
+    tmp_path_factory: pytest.TempPathFactory, mlflow_at: Callable[..., contextlib.AbstractContextManager[str]]
 ) -> Iterator[MlflowServer]:
-    """One tracking server for the session, as the project runs it natively; stopped at the end."""
+    """One tracking server for the session, as the project runs it natively; stopped at the end. Tests find
+    what they made by its tags."""
     root = tmp_path_factory.mktemp("mlflow")
-    with start_mlflow(root) as url:
+    with mlflow_at(root) as url:
         yield MlflowServer(url, root)

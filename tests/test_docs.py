@@ -20,8 +20,9 @@ from penguins_pipeline.core.settings import PipelineSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = {name: REPO / name for name in ("README.md", "MANUAL.md", "INFORME_IMPLEMENTACION.md")}
-# Variables a doc may set that are not project settings: make's interpreter, Python's path, a shell variable.
-NOT_SETTINGS = {"PYTHON", "PYTHONPATH", "TOKEN"}
+# Variables a doc may set that are not project settings: make's interpreter, Python's path, a shell variable,
+# the version `make rollback VERSION=<id>` promotes.
+NOT_SETTINGS = {"PYTHON", "PYTHONPATH", "TOKEN", "VERSION"}
 # Written by benchmark runs: a doc may name one before it exists (scripts/bench_tables.py says so).
 RESULTS_DIR = "bench/results/"
 

@@ -5,17 +5,24 @@ Trains the penguin species classifier from `penguins_clean` and promotes it for 
 every successful `data_pipeline` (the `penguins_clean` Asset), or by hand.
 
 `train` (stratified seeded split, preprocessing and forest fit on the training rows only, held-out metrics,
-k-fold CV, version staged in a hidden folder) → `quality_gate` (MIN_ACCURACY, and no worse than the promoted
-model on the same held-out rows beyond GATE_TOLERANCE) → `verify` (files reloaded from disk answer exactly as
-the trained model did) → `promote` (folder renamed into `models/`, then `current.json` replaced atomically) →
-`prune` (keep KEEP_VERSIONS) → `warmup` (POST API_URL/warmup).
+k-fold CV, version staged in a hidden folder) → `record` (an MLflow run in experiment `penguins`: params,
+metrics, confusion matrix, the serving files and the scikit-learn model) → `quality_gate` (MIN_ACCURACY, and
+no worse than the promoted model on the same held-out rows beyond GATE_TOLERANCE) → `verify` (files reloaded
+from disk answer exactly as the trained model did) → `register` (registered model `penguins`, alias
+`challenger`) → `promote` (folder renamed into `models/`, alias `champion`, then `current.json` replaced
+atomically) → `prune` (keep KEEP_VERSIONS) → `warmup` (POST API_URL/warmup). With MLFLOW_TRACKING_URI empty,
+`record` and `register` do nothing and `promote` moves `current.json` alone.
+
+A tracking server that does not answer fails `record`, `register` or `promote` with a message naming
+MLFLOW_TRACKING_URI, before anything is registered or moved; the task is retried, and a rerun (Clear) does
+whatever is missing: every MLflow step finds its earlier work by the `penguins_version` tag.
 
 **Rollback**: trigger with `rollback_to` = a version id under `ARTIFACTS_DIR/models/`: no training; that
-version is verified, promoted and the API warmed up. Same from a shell:
-`python -m penguins_pipeline.training.artifacts rollback <version>`.
+version is verified, the `champion` alias and `current.json` move to it and the API is warmed up. Same from a
+shell: `make rollback VERSION=<version>`.
 
-Settings come from the environment (`.env.example`, "training" section); the logic lives in
-`penguins_pipeline.training.steps`.
+Retries: TASK_RETRIES, RETRY_DELAY_SECONDS. Settings come from the environment (`.env.example`, "training"
+section); the logic lives in `penguins_pipeline.training.steps`.
 """
 
 from datetime import timedelta
@@ -23,7 +30,10 @@ from datetime import timedelta
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 from penguins_pipeline.core.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
+from penguins_pipeline.core.settings import get_settings
 from penguins_pipeline.core.task_runner import run_step
+
+SETTINGS = get_settings()
 
 
 @dag(
@@ -32,7 +42,11 @@ from penguins_pipeline.core.task_runner import run_step
     max_active_runs=1,
     doc_md=__doc__,
     tags=["penguins", "training"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    # An unreachable data store or tracking server is worth retrying; a refused model fails at once.
+    default_args={
+        "retries": SETTINGS.task_retries,
+        "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
+    },
     params={
         # Nullable, so the UI's trigger form accepts it empty (a plain string param is a required field).
         "rollback_to": Param(
@@ -56,6 +70,13 @@ def train_pipeline() -> None:
         return run_step(train_steps.train)
 
     @task
+    def record(staged: dict, ti=None) -> str | None:
+        from penguins_pipeline.training import steps as train_steps
+        from penguins_pipeline.training.tracking import airflow_tags
+
+        return run_step(train_steps.record, staged, airflow_tags(ti))
+
+    @task
     def quality_gate(staged: dict) -> str:
         from penguins_pipeline.training import steps as train_steps
 
@@ -68,16 +89,25 @@ def train_pipeline() -> None:
         return run_step(train_steps.verify, staged)
 
     @task
-    def promote(staged: dict) -> str:
+    def register(staged: dict, ti=None) -> str | None:
         from penguins_pipeline.training import steps as train_steps
+        from penguins_pipeline.training.tracking import airflow_tags
 
-        return run_step(train_steps.promote, staged)
+        return run_step(train_steps.register, staged, airflow_tags(ti))
 
     @task
-    def rollback(params: dict) -> str:
+    def promote(staged: dict, ti=None) -> str:
         from penguins_pipeline.training import steps as train_steps
+        from penguins_pipeline.training.tracking import airflow_tags
 
-        return run_step(train_steps.rollback, params["rollback_to"])
+        return run_step(train_steps.promote, staged, airflow_tags(ti))
+
+    @task
+    def rollback(params: dict, ti=None) -> str:
+        from penguins_pipeline.training import steps as train_steps
+        from penguins_pipeline.training.tracking import airflow_tags
+
+        return run_step(train_steps.rollback, params["rollback_to"], airflow_tags(ti))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def prune() -> list[str]:
@@ -96,7 +126,7 @@ def train_pipeline() -> None:
     promoted = promote(staged)
     rolled_back = rollback()
     choose() >> [staged, rolled_back]
-    quality_gate(staged) >> verify(staged) >> promoted
+    record(staged) >> quality_gate(staged) >> verify(staged) >> register(staged) >> promoted
     [promoted, rolled_back] >> prune() >> warmup()
 
 

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
+from penguins_contract import registry
 from penguins_pipeline.core.settings import PipelineSettings
 
 
@@ -63,3 +65,55 @@ def api(request: pytest.FixtureRequest) -> Iterator[FakeApi]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+class MlflowRest:
+    """What a tracking server holds, read over MLflow's REST API with a plain HTTP client (no mlflow)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def get(self, path: str, **params: str) -> dict:
+        response = httpx.get(f"{self.url}/api/2.0/mlflow/{path}", params=params, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def runs(self, filter_string: str) -> list[dict]:
+        """Runs of experiment `penguins` matching an MLflow filter (at most 100)."""
+        experiment = self.get("experiments/get-by-name", experiment_name=registry.EXPERIMENT)["experiment"]
+        response = httpx.post(
+            f"{self.url}/api/2.0/mlflow/runs/search",
+            json={
+                "experiment_ids": [experiment["experiment_id"]],
+                "filter": filter_string,
+                "max_results": 100,
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        return response.json().get("runs", [])
+
+    def aliased(self, alias: str) -> dict | None:
+        """The registered version of `penguins` an alias points at, or None."""
+        response = httpx.get(
+            f"{self.url}/api/2.0/mlflow/registered-models/alias",
+            params={"name": registry.REGISTERED_MODEL, "alias": alias},
+            timeout=60,
+        )
+        return response.json()["model_version"] if response.status_code == 200 else None
+
+    @staticmethod
+    def keyed(entries: list[dict]) -> dict:
+        """MLflow's `[{"key": k, "value": v}]` lists (a run's params, metrics, tags) as a dict."""
+        return {entry["key"]: entry["value"] for entry in entries}
+
+    def registered(self, version: str) -> list[dict]:
+        """The registered versions of `penguins` tagged with an artifact version id."""
+        filter_string = f"name = '{registry.REGISTERED_MODEL}' and tags.{registry.TAG_VERSION} = '{version}'"
+        return self.get("model-versions/search", filter=filter_string).get("model_versions", [])
+
+
+@pytest.fixture
+def mlflow_rest() -> type[MlflowRest]:
+    """`mlflow_rest(url)`: a reader of the tracking server at `url` over its REST API."""
+    return MlflowRest

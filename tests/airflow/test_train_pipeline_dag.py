@@ -63,8 +63,11 @@ def test_the_dag_trains_by_default_and_rolls_back_on_request() -> None:
     assert [asset.name for asset in dag.timetable.asset_condition.objects] == [Asset(CLEAN_ASSET_NAME).name]
     assert dag.max_active_runs == 1
     assert dag.get_task("choose").downstream_task_ids == {"train", "rollback"}
-    assert dag.get_task("promote").upstream_task_ids == {"train", "verify"}
+    assert dag.get_task("record").upstream_task_ids == {"train"}
+    assert dag.get_task("quality_gate").upstream_task_ids == {"train", "record"}
     assert dag.get_task("verify").upstream_task_ids == {"train", "quality_gate"}
+    assert dag.get_task("register").upstream_task_ids == {"train", "verify"}
+    assert dag.get_task("promote").upstream_task_ids == {"train", "register"}
     assert dag.get_task("prune").upstream_task_ids == {"promote", "rollback"}
     assert dag.get_task("prune").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("warmup").upstream_task_ids == {"prune"}
@@ -100,7 +103,8 @@ def test_data_then_train_on_mariadb_promotes_a_model_plain_joblib_can_use(
     states = {task: state for task, (state, _) in task_states("train_pipeline").items()}
     assert states == {
         **dict.fromkeys(
-            ["choose", "train", "quality_gate", "verify", "promote", "prune", "warmup"], "success"
+            ["choose", "train", "record", "quality_gate", "verify", "register", "promote", "prune", "warmup"],
+            "success",
         ),
         "rollback": "skipped",
     }

@@ -199,10 +199,10 @@ def test_a_damaged_artifact_is_refused_and_the_served_version_kept(
 
 
 def test_with_mlflow_stopped_the_api_keeps_serving_and_a_fresh_one_says_why(
-    versions, start_mlflow, tmp_path: Path
+    versions, mlflow_at, tmp_path: Path
 ) -> None:
     server = contextlib.ExitStack()
-    url = server.enter_context(start_mlflow(tmp_path / "mlflow"))
+    url = server.enter_context(mlflow_at(tmp_path / "mlflow"))
     with server, registry_client(tmp_path / "first", url) as client:
         nothing = client.get("/ready")
         assert nothing.status_code == 503

@@ -15,7 +15,7 @@ import pytest
 
 import penguins_contract as contract
 from penguins_pipeline.core.settings import PipelineSettings
-from penguins_pipeline.training import artifacts
+from penguins_pipeline.training import artifacts, cli
 from penguins_pipeline.training.train import stage_training, train_and_write
 
 
@@ -206,7 +206,7 @@ def test_prune_never_breaks_a_concurrent_promote(promoted: str, quick_settings: 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "penguins_pipeline.training.artifacts", *args],
+        [sys.executable, "-m", "penguins_pipeline.training.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -238,8 +238,8 @@ def test_rollback_to_a_damaged_version_changes_nothing(
     artifacts.promote(root, newer)
     (root / "models" / older / "pca.joblib").write_bytes(b"garbage")
 
-    assert artifacts.main(["--artifacts-dir", str(root), "rollback", older]) == 1
+    assert cli.main(["--artifacts-dir", str(root), "rollback", older]) == 1
     assert "pca.joblib does not match the sha256" in capsys.readouterr().err
-    assert artifacts.main(["--artifacts-dir", str(root), "rollback", "20990101T000000000000Z-00000000"]) == 1
+    assert cli.main(["--artifacts-dir", str(root), "rollback", "20990101T000000000000Z-00000000"]) == 1
     assert f"not found in {root / 'models'} (available: {older}, {newer})" in capsys.readouterr().err
     assert artifacts.read_current(root) == newer

@@ -1,5 +1,6 @@
 """The task functions of train_pipeline without Airflow: what each leaves on disk as it passes or refuses."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import joblib
@@ -18,13 +19,7 @@ from penguins_pipeline.training.train import stage_training
 @pytest.fixture
 def staged(penguins: pd.DataFrame, quick_settings: PipelineSettings) -> dict:
     """What the `train` task returns through XCom."""
-    staging = stage_training(penguins, quick_settings.artifacts_dir, quick_settings)
-    return {
-        "version": staging.version,
-        "staging_dir": staging.staging_dir,
-        "metrics": staging.metrics,
-        "current": staging.current,
-    }
+    return asdict(stage_training(penguins, quick_settings.artifacts_dir, quick_settings))
 
 
 def test_gate_verify_promote_publish_the_staged_version(

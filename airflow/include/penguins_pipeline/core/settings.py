@@ -46,6 +46,12 @@ class PipelineSettings(BaseSettings):
     warmup_backoff_seconds: float = Field(1.0, ge=0)
     warmup_timeout_seconds: float = Field(5.0, gt=0)
 
+    # --- tracking and registry (MLflow; train_pipeline, make sweep, make rollback) ---
+    # The tracking server every training run is recorded in; empty: no tracking, the folder alone.
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    # How long one call to the server may take before the task fails (and Airflow retries it).
+    mlflow_timeout_seconds: float = Field(30.0, gt=0)
+
     # --- monitoring (monitor_pipeline) ---
     # The API's prediction log (JSON Lines, one file per API worker); read-only is enough (see retention).
     predictions_dir: Path = LOCAL_DIR / "predictions"

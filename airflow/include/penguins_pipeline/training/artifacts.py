@@ -5,15 +5,13 @@ Layout, manifest schema, checksums and `current.json` are the contract with the 
 `models/.tmp-<version>-<random>/`, fsynced, renamed into place; `current.json` is replaced atomically and
 last. Readers ignore names starting with a dot.
 
-Roll back from a shell with `python -m penguins_pipeline.training.artifacts rollback <version>`.
+Roll back from a shell with `make rollback VERSION=<version>` (`penguins_pipeline.training.cli`).
 """
 
-import argparse
 import os
 import pickle
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -240,12 +238,6 @@ def promote(artifacts_dir: Path, version: str) -> dict[str, str]:
     return current
 
 
-def rollback(artifacts_dir: Path, version: str) -> dict[str, str]:
-    """Serve an older version again: a full check of its files, then a pointer change."""
-    verify_version(artifacts_dir, version)
-    return promote(artifacts_dir, version)
-
-
 def _older_than(path: Path, seconds: float, now: float) -> bool:
     """False for a path that is gone meanwhile (a concurrent writer renamed it into place)."""
     try:
@@ -288,33 +280,3 @@ def prune(
     for path in pointers:
         path.unlink(missing_ok=True)
     return doomed + stale + [p.name for p in pointers]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from penguins_pipeline.core.settings import get_settings
-
-    parser = argparse.ArgumentParser(
-        prog="python -m penguins_pipeline.training.artifacts", description=__doc__
-    )
-    parser.add_argument("--artifacts-dir", type=Path, default=None, help="default: ARTIFACTS_DIR")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="the versions on disk, the promoted one marked with *")
-    commands.add_parser("rollback", help="verify a version and promote it").add_argument("version")
-    args = parser.parse_args(argv)
-    artifacts_dir = args.artifacts_dir or get_settings().artifacts_dir
-    try:
-        if args.command == "list":
-            current = read_current(artifacts_dir)
-            for version in list_versions(artifacts_dir):
-                print(f"{'*' if version == current else ' '} {version}")
-        else:
-            promoted = rollback(artifacts_dir, args.version)
-            print(f"promoted {promoted['version']}; the API picks it up within seconds (or POST /warmup)")
-    except ArtifactError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

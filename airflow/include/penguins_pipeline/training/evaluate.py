@@ -62,6 +62,7 @@ def cross_validation(
         "accuracy_mean": float(scores["test_accuracy"].mean()),
         "accuracy_std": float(scores["test_accuracy"].std()),
         "f1_macro_mean": float(scores["test_f1_macro"].mean()),
+        "f1_macro_std": float(scores["test_f1_macro"].std()),
     }
 
 

@@ -2,17 +2,24 @@
 
 The model travels between steps on disk: `train` stages the version folder and returns its path; `gate` and
 `verify` discard it when they refuse it, `promote` publishes it. Testable without Airflow.
+
+With MLFLOW_TRACKING_URI set, `record` logs every trained version as a run (refused ones too), `register`
+registers one that passed the gate and verification as `challenger`, and `promote` and `rollback` move the
+`champion` alias with `current.json` (`make_champion`). A tracking server that is down fails those tasks
+before anything moves; they are retried and, being idempotent, do on a rerun only what is missing.
 """
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import penguins_contract as contract
+from penguins_contract import registry
 from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.core.store import read_clean
-from penguins_pipeline.training import artifacts
+from penguins_pipeline.training import artifacts, tracking
 from penguins_pipeline.training.evaluate import QualityGateError, quality_gate
 from penguins_pipeline.training.train import stage_training
 from penguins_pipeline.training.warmup import warm_up
@@ -46,6 +53,20 @@ def staging_dir(settings: PipelineSettings, staged: dict[str, Any]) -> Path:
     return path
 
 
+def version_folder(settings: PipelineSettings, staged: dict[str, Any]) -> Path:
+    """Where the version is now: published already (a `promote` that failed half-way, then a cleared
+    task), or still staged."""
+    published = artifacts.version_dir(settings.artifacts_dir, staged["version"])
+    return published if published.is_dir() else staging_dir(settings, staged)
+
+
+def record(settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[str, str]) -> str | None:
+    """Record the staged version as an MLflow run (before the gate, so refused models are compared too)."""
+    if not tracking.enabled(settings):
+        return None
+    return tracking.record_run(settings, version_folder(settings, staged), tags)
+
+
 def gate(settings: PipelineSettings, staged: dict[str, Any]) -> str:
     folder = staging_dir(settings, staged)
     try:
@@ -70,19 +91,38 @@ def verify(settings: PipelineSettings, staged: dict[str, Any]) -> str:
     return staged["version"]
 
 
-def promote(settings: PipelineSettings, staged: dict[str, Any]) -> str:
-    """Publish the staged folder, then point current.json at it (a retry finds it published already)."""
+def register(settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[str, str]) -> str | None:
+    """A candidate that passed the gate and verification becomes the registry's `challenger`."""
+    if not tracking.enabled(settings):
+        return None
+    return tracking.set_alias(settings, registry.CHALLENGER, version_folder(settings, staged), tags)
+
+
+def make_champion(settings: PipelineSettings, version: str, tags: Mapping[str, str] | None = None) -> str:
+    """Serve a published version: the `champion` alias first (registering the version if it is not), then
+    `current.json`. A tracking server that is down fails this before either pointer moves."""
+    if tracking.enabled(settings):
+        folder = artifacts.version_dir(settings.artifacts_dir, version)
+        tracking.set_alias(settings, registry.CHAMPION, folder, tags)
+    return artifacts.promote(settings.artifacts_dir, version)["version"]
+
+
+def promote(settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[str, str] | None = None) -> str:
+    """Publish the staged folder, then make it the champion (a retry finds it published already)."""
     if not artifacts.version_dir(settings.artifacts_dir, staged["version"]).is_dir():
         artifacts.publish(staging_dir(settings, staged))
-    current = artifacts.promote(settings.artifacts_dir, staged["version"])
-    log.info("Promoted %s in %s", current["version"], settings.artifacts_dir)
-    return current["version"]
+    version = make_champion(settings, staged["version"], tags)
+    log.info("Promoted %s in %s", version, settings.artifacts_dir)
+    return version
 
 
-def rollback(settings: PipelineSettings, version: str) -> str:
-    current = artifacts.rollback(settings.artifacts_dir, version)
-    log.info("Rolled back: %s is promoted again", current["version"])
-    return current["version"]
+def rollback(settings: PipelineSettings, version: str, tags: Mapping[str, str] | None = None) -> str:
+    """Serve a kept version again (the DAG's `rollback_to` and `make rollback VERSION=<id>`): a full check of
+    its files, then both pointers."""
+    artifacts.verify_version(settings.artifacts_dir, version)
+    promoted = make_champion(settings, version, tags)
+    log.info("Rolled back: %s is promoted again", promoted)
+    return promoted
 
 
 def prune(settings: PipelineSettings) -> list[str]:

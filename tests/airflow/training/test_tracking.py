@@ -1,0 +1,73 @@
+"""train_pipeline's MLflow steps on real tracking servers: a server stopped half-way moves nothing and loses
+nothing, and the rerun does only what is missing; what is recorded is read back over MLflow's REST API."""
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pytest
+from free_port import free_port
+
+import penguins_contract as contract
+from penguins_contract import registry
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.training import artifacts, tracking
+from penguins_pipeline.training import steps as train_steps
+from penguins_pipeline.training.train import stage_training
+
+if TYPE_CHECKING:
+    from conftest import MlflowRest  # tests/airflow/conftest.py
+
+
+def test_a_stopped_server_moves_nothing_and_the_rerun_registers_what_is_missing(
+    penguins: pd.DataFrame,
+    quick_settings: PipelineSettings,
+    tmp_path: Path,
+    mlflow_at: Callable[..., Any],
+    mlflow_rest: "type[MlflowRest]",
+) -> None:
+    root, port = tmp_path / "mlflow", free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = quick_settings.model_copy(update={"mlflow_tracking_uri": url, "mlflow_timeout_seconds": 5})
+    staged = asdict(stage_training(penguins, settings.artifacts_dir, settings))  # what `train` hands on
+    tags = {"airflow_dag_id": "train_pipeline", "airflow_run_id": "manual__1", "airflow_try_number": "1"}
+    with mlflow_at(root, port):
+        run_id = train_steps.record(settings, staged, tags)
+    train_steps.gate(settings, staged)
+    train_steps.verify(settings, staged)
+
+    # The server is stopped (a real one, gone): each MLflow step fails at once, saying what to check.
+    with pytest.raises(tracking.TrackingUnavailableError, match=f"MLFLOW_TRACKING_URI={url} does not answer"):
+        train_steps.register(settings, staged, tags)
+    with pytest.raises(tracking.TrackingUnavailableError, match="Nothing was registered or moved"):
+        train_steps.promote(settings, staged, tags)
+    assert artifacts.read_current(settings.artifacts_dir) is None  # nothing is served that is not registered
+    assert artifacts.list_versions(settings.artifacts_dir) == [staged["version"]]  # and the model is kept
+
+    with mlflow_at(root, port):
+        assert train_steps.record(settings, staged, tags) == run_id  # recorded once, not twice
+        number = train_steps.register(settings, staged, tags)
+        assert train_steps.register(settings, staged, tags) == number
+        assert train_steps.promote(settings, staged, tags) == staged["version"]
+
+        assert artifacts.read_current(settings.artifacts_dir) == staged["version"]
+        rest = mlflow_rest(url)
+        [version] = rest.registered(staged["version"])
+        assert version["version"] == number and version["run_id"] == run_id
+        folder = artifacts.version_dir(settings.artifacts_dir, staged["version"])
+        assert rest.keyed(version["tags"]) == {
+            registry.TAG_VERSION: staged["version"],
+            registry.TAG_SERVING_SHA256: artifacts.read_manifest(folder)["files"][contract.SERVING_FILE][
+                "sha256"
+            ],
+        }
+        assert (
+            rest.aliased(registry.CHAMPION)["version"]
+            == rest.aliased(registry.CHALLENGER)["version"]
+            == number
+        )
+        found = rest.runs(f"tags.{registry.TAG_VERSION} = '{staged['version']}'")
+        assert [(r["info"]["run_id"], r["info"]["status"]) for r in found] == [(run_id, "FINISHED")]
+        assert rest.keyed(found[0]["data"]["tags"]).items() >= tags.items()
