@@ -27,7 +27,7 @@ from app.schemas import EXAMPLE_PENGUIN
 REPO = Path(__file__).resolve().parents[1]
 BASE = "docker-compose.yml"
 CELERY = "docker-compose.celery.yml"
-# The services that keep running (airflow-init is a one-shot job).
+# The services that keep running, and the one-shot jobs (done once they exit 0).
 LONG_RUNNING = [
     "mysql",
     "airflow-db",
@@ -35,7 +35,10 @@ LONG_RUNNING = [
     "airflow-scheduler",
     "airflow-dag-processor",
     "api",
+    "mlflow",
+    "s3",
 ]
+ONE_SHOT = ["airflow-init", "s3-bucket"]
 T = TypeVar("T")
 
 
@@ -99,7 +102,9 @@ class ComposeStack:
     @classmethod
     def scratch(cls, folder: Path, project: str, **settings: str) -> ComposeStack:
         """A copy of the repository in `folder`, on free host ports, with `settings` as its `.env` would."""
-        ports = {"API_PORT": free_port(), "AIRFLOW_PORT": free_port(), "MYSQL_PORT": free_port()}
+        ports = {
+            name: free_port() for name in ("API_PORT", "AIRFLOW_PORT", "MYSQL_PORT", "MLFLOW_PORT", "S3_PORT")
+        }
         env = {name: str(port) for name, port in ports.items()} | settings
         return cls(root=copy_repository(folder), project=project, env=env)
 
@@ -110,6 +115,14 @@ class ComposeStack:
     @property
     def airflow_url(self) -> str:
         return f"http://127.0.0.1:{self.env['AIRFLOW_PORT']}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['MLFLOW_PORT']}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['S3_PORT']}"
 
     # --- compose and the engine ------------------------------------------------------------------------
     def compose(self, *args: str, timeout: float = 900) -> str:

@@ -8,6 +8,7 @@ compose stack uses (PostgreSQL metadata, MySQL-compatible data store), each in a
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -35,6 +36,7 @@ TRAIN_TIMEOUT_S = 600.0
 INHERITED_STATE = {
     *["AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PENGUINS_DB_URL", "ARTIFACTS_DIR", "API_URL"],
     *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT", "PREDICTIONS_DIR"],
+    *["MLFLOW_TRACKING_URI", "MLFLOW_PORT", "STACK_MLFLOW_DIR"],
 }
 # Penguins drawn from the clean table, flippers 20 mm longer (still plausible): the drift the monitor finds.
 SHIFTED = 120
@@ -185,6 +187,8 @@ def native_env(tmp_path: Path) -> dict[str, str]:
         "PREDICTIONS_DIR": str(tmp_path / "predictions"),
         "AIRFLOW_PORT": str(free_port()),
         "API_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "STACK_MLFLOW_DIR": str(tmp_path / "mlflow"),
     }
 
 
@@ -199,6 +203,7 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
         assert first["species"] in first["probabilities"]
         assert (tmp_path / "artifacts" / "current.json").exists()
         api_pid = stack.api_pid()
+        mlflow_url = check_mlflow(stack, tmp_path)
 
         # The API picks the promoted version up while train_pipeline still prunes and warms up.
         def first_training_done() -> bool:
@@ -245,9 +250,26 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
     stack.assert_stopped_clean()
     survivors = [p for p in processes if alive(p)]
     assert survivors == [], [command(p) for p in survivors]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{mlflow_url}/health", timeout=5)
     # The scheduler signed task tokens and the test logged in: with keys long enough for HS512.
     logs = "".join(log.read_text(errors="replace") for log in (tmp_path / "logs").glob("*.log"))
     assert "InsecureKeyLengthWarning" not in logs
+
+
+def check_mlflow(stack: NativeStack, tmp_path: Path) -> str:
+    """The tracking server answers at the address the supervisor prints, from its folder under the state, as
+    a child of the supervisor (so the stop covers it); its URL."""
+    wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
+    printed = re.search(r"^  MLflow UI +(\S+)", stack.output.read_text(), re.M)
+    assert printed, stack.report()
+    url = printed[1]
+    assert url == f"http://127.0.0.1:{stack.env['MLFLOW_PORT']}"
+    assert httpx.get(f"{url}/health", timeout=10).text == "OK"
+    assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+    servers = [p for p in stack.tree() if "mlflow" in " ".join(command(p)[:2]) and "server" in command(p)]
+    assert servers, [command(p) for p in stack.tree()]
+    return url
 
 
 def check_monitoring(stack: NativeStack, tmp_path: Path, served: str) -> None:
