@@ -358,6 +358,8 @@ def test_the_mlflow_service_runs_the_native_server_flags(base: dict[str, Any]) -
     backend = "mysql+pymysql://mlflow:mlflow@mysql:3306/mlflow"
     native = mlflow_server.command(5000, backend, "s3://mlflow", host="0.0.0.0")
     assert base["mlflow"]["command"] == ["mlflow", *native[1:]]
+    # As PID 1, `mlflow server` (no SIGTERM handler) would ignore `docker compose stop` until the kill.
+    assert base["mlflow"]["init"] is True
     dockerfile = (REPO / "mlflow-server" / "Dockerfile").read_text()
     for name, value in mlflow_server.environment({}).items():
         assert re.search(rf"^\s+{name}={value}\b", dockerfile, re.M), f"the image lacks {name}={value}"

@@ -203,7 +203,6 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
         assert first["species"] in first["probabilities"]
         assert (tmp_path / "artifacts" / "current.json").exists()
         api_pid = stack.api_pid()
-        mlflow_url = check_mlflow(stack, tmp_path)
 
         # The API picks the promoted version up while train_pipeline still prunes and warms up.
         def first_training_done() -> bool:
@@ -250,26 +249,9 @@ def run_end_to_end(stack: NativeStack, tmp_path: Path) -> None:
     stack.assert_stopped_clean()
     survivors = [p for p in processes if alive(p)]
     assert survivors == [], [command(p) for p in survivors]
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{mlflow_url}/health", timeout=5)
     # The scheduler signed task tokens and the test logged in: with keys long enough for HS512.
     logs = "".join(log.read_text(errors="replace") for log in (tmp_path / "logs").glob("*.log"))
     assert "InsecureKeyLengthWarning" not in logs
-
-
-def check_mlflow(stack: NativeStack, tmp_path: Path) -> str:
-    """The tracking server answers at the address the supervisor prints, from its folder under the state, as
-    a child of the supervisor (so the stop covers it); its URL."""
-    wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
-    printed = re.search(r"^  MLflow UI +(\S+)", stack.output.read_text(), re.M)
-    assert printed, stack.report()
-    url = printed[1]
-    assert url == f"http://127.0.0.1:{stack.env['MLFLOW_PORT']}"
-    assert httpx.get(f"{url}/health", timeout=10).text == "OK"
-    assert (tmp_path / "mlflow" / "mlflow.db").is_file()
-    servers = [p for p in stack.tree() if "mlflow" in " ".join(command(p)[:2]) and "server" in command(p)]
-    assert servers, [command(p) for p in stack.tree()]
-    return url
 
 
 def check_monitoring(stack: NativeStack, tmp_path: Path, served: str) -> None:
@@ -354,3 +336,34 @@ def test_native_stack_on_postgres_and_mysql(
 ) -> None:
     env = {**native_env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url, "PENGUINS_DB_URL": mariadb_url}
     run_end_to_end(NativeStack(env, tmp_path), tmp_path)
+
+
+@pytest.mark.timeout(1500)
+def test_the_mlflow_server_answers_at_the_printed_address_and_stops_with_the_rest(
+    native_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`make run` starts the tracking server (before the scheduler, whose tasks record into it) with its
+    folder under the state, prints its address, hands it to every component, and stops it with the rest. DAGs
+    stay paused: no training is needed to prove it."""
+    stack = NativeStack({**native_env, "DAGS_ARE_PAUSED_AT_CREATION": "true"}, tmp_path)
+    stack.start()
+    try:
+        wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 1200, stack)
+        printed = re.search(r"^  MLflow UI +(\S+)", stack.output.read_text(), re.M)
+        assert printed, stack.report()
+        url = printed[1]
+        assert url == f"http://127.0.0.1:{stack.env['MLFLOW_PORT']}"
+        assert httpx.get(f"{url}/health", timeout=10).text == "OK"
+        assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+        processes = stack.tree()
+        servers = [p for p in processes if "mlflow" in " ".join(command(p)[:2]) and "server" in command(p)]
+        assert servers, [command(p) for p in processes]
+        scheduler = [p for p in processes if "scheduler" in " ".join(command(p))]
+        assert scheduler and scheduler[0].environ()["MLFLOW_TRACKING_URI"] == url
+    finally:
+        stack.stop()
+    stack.assert_stopped_clean()
+    survivors = [p for p in processes if alive(p)]
+    assert survivors == [], [command(p) for p in survivors]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=5)
