@@ -49,7 +49,7 @@ lint: install  ## ruff, mypy (strict for the API and the contract) and the stati
 	$(BIN)/mypy
 	$(COMPOSE_BIN) -f docker-compose.yml config -q
 	$(COMPOSE_BIN) -f docker-compose.yml -f docker-compose.celery.yml config -q
-	$(BIN)/hadolint --failure-threshold warning airflow/Dockerfile api/Dockerfile
+	$(BIN)/hadolint --failure-threshold warning airflow/Dockerfile api/Dockerfile mlflow-server/Dockerfile s3/Dockerfile
 
 run: install  ## the whole stack natively (Airflow + API); the first run trains by itself; Ctrl-C stops it
 	$(BIN)/python scripts/run_stack.py
@@ -62,6 +62,7 @@ bench: install  ## the benchmarks; writes bench/results/*.json and prints a tabl
 	$(BIN)/python bench/vs_mlserver.py
 	$(BIN)/python bench/pipeline_scale.py
 	$(BIN)/python bench/compose.py
+	$(BIN)/python bench/native_stack.py
 
 pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
 	$(BIN)/airflow db migrate > /dev/null

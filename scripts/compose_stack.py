@@ -27,7 +27,7 @@ from app.schemas import EXAMPLE_PENGUIN
 REPO = Path(__file__).resolve().parents[1]
 BASE = "docker-compose.yml"
 CELERY = "docker-compose.celery.yml"
-# The services that keep running (airflow-init is a one-shot job).
+# The services that keep running, and the one-shot jobs (done once they exit 0).
 LONG_RUNNING = [
     "mysql",
     "airflow-db",
@@ -35,7 +35,10 @@ LONG_RUNNING = [
     "airflow-scheduler",
     "airflow-dag-processor",
     "api",
+    "mlflow",
+    "s3",
 ]
+ONE_SHOT = ["airflow-init", "s3-bucket"]
 T = TypeVar("T")
 
 
@@ -102,7 +105,9 @@ class ComposeStack:
 
         Its images are tagged with the project's name: under the default tags, another copy built on the same
         engine meanwhile (another branch, another test) would replace what this one runs."""
-        ports = {"API_PORT": free_port(), "AIRFLOW_PORT": free_port(), "MYSQL_PORT": free_port()}
+        ports = {
+            name: free_port() for name in ("API_PORT", "AIRFLOW_PORT", "MYSQL_PORT", "MLFLOW_PORT", "S3_PORT")
+        }
         images = {
             "API_IMAGE_NAME": f"penguins-api:{project}",
             "AIRFLOW_IMAGE_NAME": f"penguins-airflow:{project}",
@@ -117,6 +122,14 @@ class ComposeStack:
     @property
     def airflow_url(self) -> str:
         return f"http://127.0.0.1:{self.env['AIRFLOW_PORT']}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['MLFLOW_PORT']}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['S3_PORT']}"
 
     # --- compose and the engine ------------------------------------------------------------------------
     def compose(self, *args: str, timeout: float = 900, stderr: bool = False) -> str:

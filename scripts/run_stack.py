@@ -1,11 +1,13 @@
 """The whole stack natively (`make run`), supervised like docker-compose.yml but without Docker.
 
 Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
-the last model at once), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and
-once the api-server answers (tasks need its execution API) `airflow scheduler` (LocalExecutor). Each child
-runs in its own process group with its log in a file; Ctrl-C or SIGTERM stops every group within
-STOP_BUDGET_S (the api-server and the API last: running tasks end and report through the one while the other
-still answers a warmup), and whatever a group left behind is killed, so no process outlives the supervisor.
+the last model at once), the MLflow tracking server (scripts/mlflow_server.py: SQLite and an artifacts folder
+under .local/mlflow/), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and once the
+api-server and MLflow answer (tasks need the execution API, and training records its runs in MLflow)
+`airflow scheduler` (LocalExecutor). Each child runs in its own process group with its log in a file; Ctrl-C
+or SIGTERM stops every group within STOP_BUDGET_S (the api-server and the API last: running tasks end and
+report through the one while the other still answers a warmup), and whatever a group left behind is killed,
+so no process outlives the supervisor.
 Settings come from the environment (see the native section of .env.example).
 """
 
@@ -25,8 +27,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import combinations
 from pathlib import Path
 
+import mlflow_server
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +69,10 @@ class StackConfig:
     api_port: int
     admin_user: str
     admin_password: str
+    mlflow_port: int
+    mlflow_dir: Path
+    # MLFLOW_TRACKING_URI given by the user (a server of theirs, or empty: no tracking): none is started here.
+    own_mlflow: bool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackConfig:
@@ -77,10 +85,19 @@ class StackConfig:
             api_port=_port(env, "API_PORT", 8000),
             admin_user=env.get("AIRFLOW_ADMIN_USER") or "admin",
             admin_password=env.get("AIRFLOW_ADMIN_PASSWORD") or "admin",
+            mlflow_port=_port(env, "MLFLOW_PORT", 5000),
+            mlflow_dir=repo_path(env.get("STACK_MLFLOW_DIR") or ".local/mlflow"),
+            own_mlflow="MLFLOW_TRACKING_URI" not in env,
         )
-        if config.airflow_port == config.api_port:
-            raise StackError(f"AIRFLOW_PORT and API_PORT are both {config.api_port}: use two ports")
+        for first, second in combinations(config.ports().items(), 2):
+            if first[1] == second[1]:
+                raise StackError(f"{first[0]} and {second[0]} are both {first[1]}: use two ports")
         return config
+
+    def ports(self) -> dict[str, int]:
+        """The ports this supervisor binds, by the variable that sets each."""
+        ports = {"AIRFLOW_PORT": self.airflow_port, "API_PORT": self.api_port}
+        return ports | ({"MLFLOW_PORT": self.mlflow_port} if self.own_mlflow else {})
 
     @property
     def airflow_url(self) -> str:
@@ -89,6 +106,11 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return _local_url(self.api_host, self.api_port)
+
+    @property
+    def mlflow_url(self) -> str:
+        """The server started here listens on loopback only: its UI and REST API have no login."""
+        return _local_url("127.0.0.1", self.mlflow_port)
 
     @property
     def passwords_file(self) -> Path:
@@ -135,6 +157,8 @@ def child_environment(config: StackConfig, env: Mapping[str, str]) -> dict[str, 
     child["ARTIFACTS_DIR"] = str(repo_path(env.get("ARTIFACTS_DIR") or "artifacts"))
     # The API writes its prediction log there, monitor_pipeline (an Airflow task) reads it: one folder.
     child["PREDICTIONS_DIR"] = str(repo_path(env.get("PREDICTIONS_DIR") or ".local/predictions"))
+    # Training records its runs there, and the API may follow the registry (MODEL_REGISTRY=mlflow).
+    child.setdefault("MLFLOW_TRACKING_URI", config.mlflow_url)
     return child
 
 
@@ -293,9 +317,11 @@ class Stack:
         self.env = child_environment(config, env)
         self.components: list[Component] = []
 
-    def component(self, name: str, argv: list[str], stop_last: bool = False) -> Component:
+    def component(
+        self, name: str, argv: list[str], stop_last: bool = False, env: Mapping[str, str] | None = None
+    ) -> Component:
         component = Component(name, argv, self.config.log_dir / f"{name}.log", stop_last)
-        component.start(self.env)
+        component.start(self.env if env is None else env)
         self.components.append(component)
         return component
 
@@ -374,9 +400,27 @@ def print_settings(stack: Stack) -> None:
         f"Data store:       {describe_db(env.get('PENGUINS_DB_URL'), 'SQLite in .local/')}\n"
         f"Artifacts:        {env['ARTIFACTS_DIR']}\n"
         f"Prediction log:   {env['PREDICTIONS_DIR']}\n"
-        "Starting the API, migrating the Airflow database, then api-server, dag-processor and scheduler...",
+        f"MLflow:           {describe_mlflow(stack)}\n"
+        "Starting the API and MLflow, migrating the Airflow database, then api-server, dag-processor and "
+        "scheduler...",
         flush=True,
     )
+
+
+def describe_mlflow(stack: Stack) -> str:
+    config, uri = stack.config, stack.env["MLFLOW_TRACKING_URI"]
+    if config.own_mlflow:
+        return f"SQLite and artifacts in {config.mlflow_dir}"
+    return f"{uri} (MLFLOW_TRACKING_URI; none started here)" if uri else "off (MLFLOW_TRACKING_URI is empty)"
+
+
+def start_mlflow(stack: Stack) -> None:
+    """The tracking server as scripts/mlflow_server.py runs it; stopped last, with the api-server: a task the
+    stop lets finish still records its run."""
+    config = stack.config
+    backend, artifacts = mlflow_server.local_paths(config.mlflow_dir)
+    argv = mlflow_server.command(config.mlflow_port, backend, artifacts)
+    stack.component("mlflow", argv, stop_last=True, env=mlflow_server.environment(stack.env))
 
 
 def start(stack: Stack) -> None:
@@ -384,6 +428,8 @@ def start(stack: Stack) -> None:
     # The API needs nothing from Airflow: started first, it serves the last promoted model at once. Stopped
     # last, with the api-server: a warmup under way still gets its answer.
     stack.component("api", [sys.executable, "-m", API_MODULE], stop_last=True)
+    if config.own_mlflow:
+        start_mlflow(stack)
     # Idempotent and quick when up to date; before any Airflow component uses the database.
     stack.run_once("airflow-db-migrate", [airflow, "db", "migrate"])
     address = ["--host", config.airflow_host, "--port", str(config.airflow_port)]
@@ -393,6 +439,8 @@ def start(stack: Stack) -> None:
     # The dag-processor has its own in-process execution API: it parses the DAGs while the api-server starts.
     stack.component("airflow-dag-processor", [airflow, AIRFLOW_COMMANDS["airflow-dag-processor"]])
     stack.wait_until("Airflow api-server", lambda: airflow_health(config).get("metadatabase") == "healthy")
+    if config.own_mlflow:
+        stack.wait_until("MLflow /health", lambda: mlflow_server.healthy(config.mlflow_url))
     stack.component("airflow-scheduler", [airflow, AIRFLOW_COMMANDS["airflow-scheduler"]])
 
     def components_healthy() -> bool:
@@ -411,6 +459,7 @@ def print_banner(stack: Stack) -> None:
         f"  API          {config.api_url}   (form and chart at /, docs at /docs)\n"
         f"  Airflow UI   {config.airflow_url}   login {config.admin_user} / "
         f"{'admin' if config.admin_password == 'admin' else '(AIRFLOW_ADMIN_PASSWORD)'}\n"
+        f"  MLflow UI    {stack.env['MLFLOW_TRACKING_URI'] or 'off'}   (runs and registered models)\n"
         f"  Logs\n{logs}\n",
         flush=True,
     )
@@ -449,6 +498,8 @@ def main() -> int:
         config = StackConfig.from_env(os.environ)
         check_port_free(config.airflow_host, config.airflow_port, "AIRFLOW_PORT")
         check_port_free(config.api_host, config.api_port, "API_PORT")
+        if config.own_mlflow:
+            check_port_free("127.0.0.1", config.mlflow_port, "MLFLOW_PORT")
         config.log_dir.mkdir(parents=True, exist_ok=True)
         (REPO / ".local").mkdir(exist_ok=True)
         # A key set in the environment wins over the kept one.

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow_server
+import mlflow_server as mlflow_launcher
 import palmerpenguins
 import pandas as pd
 import pytest
@@ -239,7 +239,7 @@ def mlflow_at() -> Callable[..., contextlib.AbstractContextManager[str]]:
     block ends (a test may end it early to see the server go away)."""
 
     def start(root: Path, port: int | None = None) -> contextlib.AbstractContextManager[str]:
-        return mlflow_server.running(root, port or free_port(), timeout=MLFLOW_START_TIMEOUT_S)
+        return mlflow_launcher.running(root, port or free_port(), timeout=MLFLOW_START_TIMEOUT_S)
 
     return start
 

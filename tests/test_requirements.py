@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIREMENT_FILES = ["airflow/requirements.txt", "api/requirements.txt", "requirements-dev.txt"]
+REQUIREMENT_FILES = [
+    "airflow/requirements.txt",
+    "api/requirements.txt",
+    "mlflow-server/requirements.txt",
+    "s3/requirements.txt",
+    "requirements-dev.txt",
+]
 # The pipeline writes the serving export with numpy, the API reads it with numpy: the same version on both
 # sides. Nothing pickled crosses over (the API installs no scikit-learn, pandas or joblib).
 SHARED_ML_LIBRARIES = ["numpy"]

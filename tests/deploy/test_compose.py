@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import mlflow_server
 import pytest
 import yaml
 
@@ -31,7 +32,13 @@ FIXED_SERVICES = {
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
+    "mlflow",
+    "s3",
+    "s3-bucket",
 }
+ONE_SHOT = {"airflow-init", "s3-bucket"}
+# The services that talk S3, and so the only ones that hold the object store's keys.
+S3_CLIENTS = {"mlflow", "s3-bucket"}
 AIRFLOW_LONG_RUNNING = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"]
 # Settings the compose file sets itself (where things are inside the containers), and the secret: no default
 # of the code to compare them with.
@@ -44,10 +51,13 @@ SET_BY_COMPOSE = {
     "api_port",
     "warmup_token",
     "bind_address",
+    "mlflow_tracking_uri",
 }
 # Both compose files: every port they publish must follow BIND_ADDRESS.
 COMPOSE_FILES = [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.celery.yml"]]
 BIND = "${BIND_ADDRESS:-127.0.0.1}:"
+# The images of the project's own Dockerfiles.
+DOCKERFILES = ["airflow/Dockerfile", "api/Dockerfile", "mlflow-server/Dockerfile", "s3/Dockerfile"]
 
 
 def resolved(*files: str, env: dict[str, str] | None = None, tmp_path: Path) -> dict[str, Any]:
@@ -148,7 +158,7 @@ def test_ports_follow_the_environment(tmp_path: Path) -> None:
 
 def test_every_long_running_service_has_a_healthcheck_and_restarts(base: dict[str, Any]) -> None:
     for name, service in base.items():
-        if name == "airflow-init":
+        if name in ONE_SHOT:
             assert "restart" not in service, "a one-shot job must not be restarted"
             continue
         assert service["healthcheck"]["test"], name
@@ -197,7 +207,7 @@ def test_the_prediction_log_is_a_named_volume_written_by_the_api_and_read_by_air
 ) -> None:
     services = resolved(*files, tmp_path=tmp_path)["services"]
     for name, service in services.items():
-        if name in ("mysql", "airflow-db", "redis"):
+        if name in ("mysql", "airflow-db", "redis", "mlflow", "s3", "s3-bucket"):
             assert "/opt/predictions" not in mounts(service), name
             continue
         log = mounts(service)["/opt/predictions"]
@@ -350,7 +360,7 @@ def test_api_image_is_pinned_non_root_and_checks_its_own_health() -> None:
 
 
 def test_every_file_the_images_copy_exists() -> None:
-    for dockerfile in ["airflow/Dockerfile", "api/Dockerfile"]:
+    for dockerfile in DOCKERFILES:
         for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
             for source in line.split():
                 assert (REPO / source).exists(), f"{dockerfile}: COPY {source}"
@@ -363,9 +373,80 @@ def test_the_build_context_lets_in_every_file_the_images_copy() -> None:
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     ]
-    for dockerfile in ["airflow/Dockerfile", "api/Dockerfile"]:
+    for dockerfile in DOCKERFILES:
         for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
             for source in line.split():
                 assert any(source == entry or source.startswith(f"{entry}/") for entry in allowed), (
                     f"{dockerfile}: COPY {source} is not let in by .dockerignore"
                 )
+
+
+def test_mlflow_and_s3_publish_their_ports_on_loopback(tmp_path: Path) -> None:
+    base = resolved("docker-compose.yml", tmp_path=tmp_path)["services"]
+    assert (published(base["mlflow"]), published(base["s3"])) == ({5000: "5000"}, {8333: "8333"})
+    assert {base[name]["ports"][0]["host_ip"] for name in ("mlflow", "s3")} == {"127.0.0.1"}
+    moved = resolved("docker-compose.yml", env={"MLFLOW_PORT": "5001", "S3_PORT": "9333"}, tmp_path=tmp_path)
+    assert published(moved["services"]["mlflow"]) == {5000: "5001"}
+    assert published(moved["services"]["s3"]) == {8333: "9333"}
+    # MLflow 3 refuses a Host header it does not know: the moved host port is one it knows.
+    assert "localhost:5001" in moved["services"]["mlflow"]["command"][-1].split(",")
+
+
+def test_the_mlflow_service_runs_the_native_server_flags(base: dict[str, Any]) -> None:
+    """scripts/mlflow_server.py is the one home of the flags; compose swaps the stores and the address."""
+    backend = "mysql+pymysql://mlflow:mlflow@mysql:3306/mlflow"
+    native = mlflow_server.command(5000, backend, "s3://mlflow", host="0.0.0.0")
+    assert base["mlflow"]["command"] == ["mlflow", *native[1:]]
+    # As PID 1, `mlflow server` (no SIGTERM handler) would ignore `docker compose stop` until the kill.
+    assert base["mlflow"]["init"] is True
+    dockerfile = (REPO / "mlflow-server" / "Dockerfile").read_text()
+    for name, value in mlflow_server.environment({}).items():
+        assert re.search(rf"^\s+{name}={value}\b", dockerfile, re.M), f"the image lacks {name}={value}"
+
+
+def test_only_the_services_that_talk_s3_hold_its_keys(base: dict[str, Any]) -> None:
+    """Artifacts go through the MLflow server's proxy: Airflow and the API reach MLflow, never the store."""
+    keys = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    for name, service in base.items():
+        env = service.get("environment", {})
+        holds = keys & set(env)
+        assert holds == (keys if name in {*S3_CLIENTS, "s3"} else set()), name
+        assert ("MLFLOW_S3_ENDPOINT_URL" in env) is (name in S3_CLIENTS), name
+    assert {base[name]["environment"]["AWS_SECRET_ACCESS_KEY"] for name in [*S3_CLIENTS, "s3"]} == {
+        "penguins-change-me"
+    }
+    for name in ["api", "airflow-init", *AIRFLOW_LONG_RUNNING]:
+        assert base[name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+
+
+def test_mlflow_starts_after_its_database_and_its_bucket(base: dict[str, Any]) -> None:
+    """s3 healthy -> bucket created -> mlflow healthy -> the scheduler, which runs the training tasks."""
+
+    def conditions(name: str) -> dict[str, str]:
+        return {dep: cond["condition"] for dep, cond in base[name]["depends_on"].items()}
+
+    assert conditions("s3-bucket") == {"s3": "service_healthy"}
+    assert conditions("mlflow") == {"mysql": "service_healthy", "s3-bucket": "service_completed_successfully"}
+    assert conditions("airflow-scheduler")["mlflow"] == "service_healthy"
+    assert base["s3-bucket"]["command"] == ["python", "/opt/mlflow/create_bucket.py"]
+    assert base["s3-bucket"]["image"] == base["mlflow"]["image"]
+
+
+def test_mlflow_metadata_and_objects_live_in_named_volumes(base: dict[str, Any]) -> None:
+    assert mounts(base["s3"])["/data"]["type"] == "volume"
+    init = mounts(base["mysql"])["/docker-entrypoint-initdb.d/mlflow_database.sh"]
+    assert (init["source"], init["read_only"]) == (str(REPO / "mysql" / "mlflow_database.sh"), True)
+    assert {k: base["mysql"]["environment"][k] for k in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD")} == {
+        "MLFLOW_DB_USER": "mlflow",
+        "MLFLOW_DB_PASSWORD": "mlflow",
+    }
+
+
+@pytest.mark.parametrize("dockerfile", ["mlflow-server/Dockerfile", "s3/Dockerfile"])
+def test_the_mlflow_and_s3_images_are_pinned_and_non_root(dockerfile: str) -> None:
+    text = (REPO / dockerfile).read_text()
+    base_image = re.search(r"^FROM (\S+)", text, re.M)
+    assert base_image is not None and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base_image.group(1))
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert "-c /tmp/deps/requirements.lock" in text

@@ -4,8 +4,10 @@ One scenario in steps that build on each other (a module-scoped stack): a clean 
 prediction hands-free; every port is published and listening on 127.0.0.1 only, and opening them with
 BIND_ADDRESS is warned about; ./artifacts belongs to a non-root AIRFLOW_UID; the API's prediction log is read
 by Airflow, loaded into MySQL by monitor_pipeline and judged in a report the API shows, and the loaded files
-older than the retention are deleted; `down`/`up` serves the same version at once; faults (mysql stopped
-mid-run, the API killed under load); the Celery override with two workers; and `down -v` leaves nothing.
+older than the retention are deleted; MLflow keeps a run's metadata in its own MySQL database and its
+artifacts in the `s3` bucket, which refuses wrong keys; `down`/`up` serves the same version at once and keeps
+MLflow's runs, registry and objects; faults (mysql stopped mid-run, the API killed under load); the Celery
+override with two workers; and `down -v` leaves nothing.
 `make test-compose` runs it; with no engine it skips, saying why (in CI it fails). Needs
 `../shared/container-engine/engine-up.sh` or any Docker engine.
 """
@@ -17,14 +19,29 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
+import mlflow
 import psutil
 import pytest
-from compose_stack import CELERY, LONG_RUNNING, ComposeStack, StackError, engine_problem, running, wait_for
+from botocore.exceptions import ClientError
+from compose_stack import (
+    CELERY,
+    LONG_RUNNING,
+    ONE_SHOT,
+    ComposeStack,
+    StackError,
+    engine_problem,
+    running,
+    wait_for,
+)
 
 from app.schemas import EXAMPLE_PENGUIN
+from penguins_contract.registry import CHAMPION
 
 pytestmark = pytest.mark.compose
 
@@ -32,8 +49,19 @@ NON_ROOT_UID = 1000
 PREDICTIONS = "/opt/predictions"
 # Penguins sent for monitor_pipeline to judge: more than DRIFT_MIN_RECORDS (50).
 MONITORED = 60
-# Short retries so the mysql fault fails its run in seconds rather than minutes.
-SETTINGS = {"AIRFLOW_UID": str(NON_ROOT_UID), "TASK_RETRIES": "1", "RETRY_DELAY_SECONDS": "3"}
+# Short retries so the mysql fault fails its run in seconds rather than minutes; the object store's keys and
+# bucket as a user's .env would set them.
+SETTINGS = {
+    "AIRFLOW_UID": str(NON_ROOT_UID),
+    "TASK_RETRIES": "1",
+    "RETRY_DELAY_SECONDS": "3",
+    "S3_ACCESS_KEY": "compose-test",
+    "S3_SECRET_KEY": secrets.token_urlsafe(24),
+    "S3_BUCKET": "tracking",
+}
+# What the host logs through the MLflow server, under names of its own (training registers `penguins`).
+CHECK_MODEL = "compose-check"
+CHECK_ARTIFACT = "check/note.txt"
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +86,58 @@ def first_version(stack: ComposeStack) -> str:
 
 
 def all_healthy(stack: ComposeStack) -> set[str]:
-    """The services, once every long-running one passes its healthcheck and airflow-init exited 0."""
+    """The services, once every long-running one passes its healthcheck and every one-shot job exited 0."""
     containers = stack.containers()
     for c in containers:
         done = c["State"] == "exited" and c.get("ExitCode") == 0
-        if not (done if c["Service"] == "airflow-init" else c.get("Health") == "healthy"):
+        if not (done if c["Service"] in ONE_SHOT else c.get("Health") == "healthy"):
             return set()
     return {c["Service"] for c in containers}
+
+
+def s3_client(stack: ComposeStack, key: str | None = None, secret: str | None = None) -> Any:
+    """boto3 on the published S3 port, with the stack's keys unless told otherwise."""
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3_url,
+        aws_access_key_id=key or stack.env["S3_ACCESS_KEY"],
+        aws_secret_access_key=secret or stack.env["S3_SECRET_KEY"],
+        region_name="us-east-1",
+    )
+
+
+def bucket_object(stack: ComposeStack, run_id: str) -> tuple[str, bytes]:
+    """The key and the bytes of the run's artifact in the bucket, listed and read with the stack's keys."""
+    store = s3_client(stack)
+    keys = [o["Key"] for o in store.list_objects_v2(Bucket=stack.env["S3_BUCKET"]).get("Contents", [])]
+    (key,) = [k for k in keys if k.endswith(f"{run_id}/artifacts/{CHECK_ARTIFACT}")]
+    return key, store.get_object(Bucket=stack.env["S3_BUCKET"], Key=key)["Body"].read()
+
+
+@dataclass(frozen=True)
+class Tracked:
+    run_id: str
+    version: str
+    note: str
+
+
+@pytest.fixture(scope="module")
+def tracked(stack: ComposeStack, first_version: str) -> Tracked:
+    """A run with a param, a metric and an artifact, logged from the host through the MLflow server with no
+    storage keys on this side (proxied artifacts), and a registered version of it, alias `champion`."""
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    run = client.create_run(client.create_experiment(CHECK_MODEL))
+    note = f"logged through the proxy {secrets.token_hex(8)}"
+    client.log_param(run.info.run_id, "n_estimators", "100")
+    client.log_metric(run.info.run_id, "accuracy", 0.99)
+    client.log_text(run.info.run_id, note, CHECK_ARTIFACT)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(CHECK_MODEL)
+    version = client.create_model_version(
+        CHECK_MODEL, source=f"{run.info.artifact_uri}/check", run_id=run.info.run_id
+    ).version
+    client.set_registered_model_alias(CHECK_MODEL, CHAMPION, version)
+    return Tracked(run.info.run_id, str(version), note)
 
 
 def runs(stack: ComposeStack, dag_id: str) -> list[tuple[str, str]]:
@@ -94,7 +167,7 @@ def test_up_from_clean_serves_a_prediction_hands_free(stack: ComposeStack, first
     assert len(runs(stack, "train_pipeline")) == 1
     # Every long-running service passes its own healthcheck on this engine, and the one-shot job is done.
     services = wait_for("every service healthy", lambda: all_healthy(stack), timeout=180)
-    assert services == {*LONG_RUNNING, "airflow-init"}
+    assert services == {*LONG_RUNNING, *ONE_SHOT}
     page = httpx.get(f"{stack.api_url}/", timeout=10)
     assert page.status_code == 200 and "<form" in page.text
     docs = httpx.get(f"{stack.api_url}/docs", timeout=10)
@@ -113,6 +186,7 @@ def test_every_port_is_published_and_listening_on_loopback_only(
         for port in service.get("ports", [])
     }
     expected = {("api", stack.env["API_PORT"]), ("airflow-apiserver", stack.env["AIRFLOW_PORT"])}
+    expected |= {("mlflow", stack.env["MLFLOW_PORT"]), ("s3", stack.env["S3_PORT"])}
     assert expected | {("mysql", stack.env["MYSQL_PORT"])} == set(published)
     assert set(published.values()) == {"127.0.0.1"}, published
     # What the engine really listens on, on this host (what `ss -ltn` lists).
@@ -151,6 +225,38 @@ def test_opening_the_ports_with_default_secrets_is_warned_about_at_start(
     finally:
         subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)
     assert "WARNING" in api and "BIND_ADDRESS=0.0.0.0 makes the API reachable" in api, api
+
+
+def test_mlflow_keeps_runs_in_its_own_mysql_database_and_artifacts_in_the_bucket(
+    stack: ComposeStack, tracked: Tracked
+) -> None:
+    key, body = bucket_object(stack, tracked.run_id)
+    assert body.decode() == tracked.note, key
+    # The metadata: in database `mlflow`, read by MLflow's own user, who reaches nothing else.
+    rows = mysql_as_mlflow(stack, f"SELECT status FROM runs WHERE run_uuid = '{tracked.run_id}'")
+    assert rows.split() == ["FINISHED"]
+    with pytest.raises(StackError, match="denied"):
+        mysql_as_mlflow(stack, "SELECT COUNT(*) FROM penguins.penguins_raw")
+    # Airflow reaches the server by its service name (the Host header MLflow 3 checks).
+    health = "python -c \"import urllib.request as r; print(r.urlopen('http://mlflow:5000/version').read())\""
+    assert stack.compose("exec", "-T", "airflow-scheduler", "sh", "-c", health).strip()
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "refusal"),
+    [
+        ("someone-else", None, "InvalidAccessKeyId"),
+        (None, "a-wrong-secret", "SignatureDoesNotMatch"),
+    ],
+)
+def test_the_object_store_refuses_a_wrong_key(
+    stack: ComposeStack, tracked: Tracked, key: str | None, secret: str | None, refusal: str
+) -> None:
+    with pytest.raises(ClientError) as refused:
+        s3_client(stack, key, secret).list_objects_v2(Bucket=stack.env["S3_BUCKET"])
+    assert refused.value.response["Error"]["Code"] == refusal
+    anonymous = httpx.get(f"{stack.s3_url}/{stack.env['S3_BUCKET']}", timeout=10)
+    assert anonymous.status_code == 403 and tracked.run_id not in anonymous.text
 
 
 def test_artifacts_belong_to_the_non_root_airflow_uid(stack: ComposeStack, first_version: str) -> None:
@@ -248,18 +354,26 @@ def test_monitor_pipeline_deletes_the_loaded_files_older_than_the_retention(
 
 
 def test_down_then_up_serves_the_same_version_without_retraining(
-    stack: ComposeStack, first_version: str
+    stack: ComposeStack, first_version: str, tracked: Tracked
 ) -> None:
     trained = runs(stack, "train_pipeline")
+    stored = bucket_object(stack, tracked.run_id)
     stack.compose("down")
     stack.compose("up", "-d")
     # The first answer the restarted API gives already comes from the promoted version.
     assert stack.wait_served(timeout=300) == first_version
     assert sorted(p.name for p in (stack.root / "artifacts" / "models").iterdir()) == [first_version]
     # The schedulers came back with the @once run done: nothing was triggered again.
-    wait_for("every service healthy again", lambda: all_healthy(stack), timeout=180)
+    wait_for("every service healthy again", lambda: all_healthy(stack), timeout=300)
     assert runs(stack, "train_pipeline") == trained
     assert len(runs(stack, "data_pipeline")) == 1
+    # MLflow's run, registry and objects live in named volumes: all still there.
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    assert client.get_run(tracked.run_id).data.metrics == {"accuracy": 0.99}
+    assert client.get_model_version_by_alias(CHECK_MODEL, CHAMPION).version == tracked.version
+    assert bucket_object(stack, tracked.run_id) == stored
+    with_proxy = client.download_artifacts(tracked.run_id, CHECK_ARTIFACT, str(stack.root))
+    assert Path(with_proxy).read_text() == tracked.note
 
 
 def mysql(stack: ComposeStack, query: str) -> str:
@@ -267,6 +381,12 @@ def mysql(stack: ComposeStack, query: str) -> str:
     script = (
         f'MYSQL_PWD="$MYSQL_PASSWORD" mysql -N -u "$MYSQL_USER" -h 127.0.0.1 "$MYSQL_DATABASE" -e "{query}"'
     )
+    return stack.compose("exec", "-T", "mysql", "sh", "-c", script)
+
+
+def mysql_as_mlflow(stack: ComposeStack, query: str) -> str:
+    """A query in database `mlflow` as MLflow's own user (the credentials the mysql service made it with)."""
+    script = f'MYSQL_PWD="$MLFLOW_DB_PASSWORD" mysql -N -u "$MLFLOW_DB_USER" -h 127.0.0.1 mlflow -e "{query}"'
     return stack.compose("exec", "-T", "mysql", "sh", "-c", script)
 
 

@@ -9,6 +9,7 @@ compose stack uses (PostgreSQL metadata, MySQL-compatible data store), each in a
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -36,6 +37,7 @@ TRAIN_TIMEOUT_S = 600.0
 INHERITED_STATE = {
     *["AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PENGUINS_DB_URL", "ARTIFACTS_DIR", "API_URL"],
     *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT", "PREDICTIONS_DIR"],
+    *["MLFLOW_TRACKING_URI", "MLFLOW_PORT", "STACK_MLFLOW_DIR"],
 }
 # Penguins drawn from the clean table, flippers 20 mm longer (still plausible): the drift the monitor finds.
 SHIFTED = 120
@@ -186,6 +188,8 @@ def native_env(tmp_path: Path) -> dict[str, str]:
         "PREDICTIONS_DIR": str(tmp_path / "predictions"),
         "AIRFLOW_PORT": str(free_port()),
         "API_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "STACK_MLFLOW_DIR": str(tmp_path / "mlflow"),
     }
 
 
@@ -426,3 +430,34 @@ def test_ctrl_c_stops_everything_within_5_s_in_every_phase(
         stack,
     )
     ctrl_c(stack, "on an idle stack")
+
+
+@pytest.mark.timeout(1500)
+def test_the_mlflow_server_answers_at_the_printed_address_and_stops_with_the_rest(
+    native_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`make run` starts the tracking server (before the scheduler, whose tasks record into it) with its
+    folder under the state, prints its address, hands it to every component, and stops it with the rest. DAGs
+    stay paused: no training is needed to prove it."""
+    stack = NativeStack({**native_env, "DAGS_ARE_PAUSED_AT_CREATION": "true"}, tmp_path)
+    stack.start()
+    try:
+        wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 1200, stack)
+        printed = re.search(r"^  MLflow UI +(\S+)", stack.output.read_text(), re.M)
+        assert printed, stack.report()
+        url = printed[1]
+        assert url == f"http://127.0.0.1:{stack.env['MLFLOW_PORT']}"
+        assert httpx.get(f"{url}/health", timeout=10).text == "OK"
+        assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+        processes = stack.tree()
+        servers = [p for p in processes if "mlflow" in " ".join(command(p)[:2]) and "server" in command(p)]
+        assert servers, [command(p) for p in processes]
+        scheduler = [p for p in processes if "scheduler" in " ".join(command(p))]
+        assert scheduler and scheduler[0].environ()["MLFLOW_TRACKING_URI"] == url
+    finally:
+        stack.stop()
+    stack.assert_stopped_clean()
+    survivors = [p for p in processes if alive(p)]
+    assert survivors == [], [command(p) for p in survivors]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=5)

@@ -18,10 +18,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    state = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "STACK_LOG_DIR": str(tmp_path / "logs")}
+    state = {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "STACK_LOG_DIR": str(tmp_path / "logs"),
+        "STACK_MLFLOW_DIR": str(tmp_path / "mlflow"),
+    }
+    # A tracking URI of the developer's shell would mean: start no MLflow server, check no MLFLOW_PORT.
+    inherited = {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "run_stack.py")],
-        env={**os.environ, **state, **env},
+        env={**inherited, **state, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -29,13 +35,14 @@ def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-@pytest.mark.parametrize("busy", ["AIRFLOW_PORT", "API_PORT"])
+@pytest.mark.parametrize("busy", ["AIRFLOW_PORT", "API_PORT", "MLFLOW_PORT"])
 def test_a_port_in_use_is_a_clear_message_and_nothing_starts(tmp_path: Path, busy: str) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        ports = {"AIRFLOW_PORT": str(free_port()), "API_PORT": str(free_port()), busy: str(port)}
+        ports = {name: str(free_port()) for name in ("AIRFLOW_PORT", "API_PORT", "MLFLOW_PORT")}
+        ports[busy] = str(port)
         result = run_supervisor(tmp_path, **ports)
     assert result.returncode == 1
     assert f"port {port} on " in result.stderr and "already in use" in result.stderr
@@ -50,6 +57,8 @@ def test_a_port_in_use_is_a_clear_message_and_nothing_starts(tmp_path: Path, bus
         ({"API_PORT": "80a"}, "API_PORT='80a' is not a TCP port"),
         ({"AIRFLOW_PORT": "70000"}, "AIRFLOW_PORT='70000' is not a TCP port"),
         ({"AIRFLOW_PORT": "18000", "API_PORT": "18000"}, "AIRFLOW_PORT and API_PORT are both 18000"),
+        ({"MLFLOW_PORT": "5o00"}, "MLFLOW_PORT='5o00' is not a TCP port"),
+        ({"API_PORT": "18000", "MLFLOW_PORT": "18000"}, "API_PORT and MLFLOW_PORT are both 18000"),
     ],
 )
 def test_bad_settings_are_clear_messages(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -66,6 +75,9 @@ def test_the_child_environment_matches_compose(run_stack: ModuleType) -> None:
     assert child["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
     assert child["API_URL"] == "http://127.0.0.1:18000"
     assert child["API_PORT"] == "18000"
+    # Training and the API reach the MLflow server the supervisor starts, on loopback, under .local/.
+    assert child["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert (config.own_mlflow, config.mlflow_dir) == (True, REPO / ".local" / "mlflow")
     # Task processes run in other working directories: a relative folder is made absolute from the repo.
     assert child["ARTIFACTS_DIR"] == str(REPO / "my-artifacts")
     # The API writes the prediction log where monitor_pipeline's task processes read it.
@@ -89,6 +101,16 @@ def test_explicit_airflow_settings_win(run_stack: ModuleType) -> None:
     assert child["AIRFLOW__CORE__PARALLELISM"] == "2"
     assert child["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "true"
     assert child["API_URL"] == "", "an empty API_URL means: no warmup call"
+
+
+@pytest.mark.parametrize("uri", ["", "http://tracking.example:5000"])
+def test_a_tracking_uri_of_the_user_starts_no_mlflow_server(run_stack: ModuleType, uri: str) -> None:
+    """Empty: no tracking at all; a URL: the user's own server. Either way MLFLOW_PORT is not bound here."""
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_PORT": "8000"}
+    config = run_stack.StackConfig.from_env(env)
+    assert config.own_mlflow is False
+    assert "MLFLOW_PORT" not in config.ports(), "the API's port 8000 is no conflict then"
+    assert run_stack.child_environment(config, env)["MLFLOW_TRACKING_URI"] == uri
 
 
 def test_the_api_listens_on_loopback_like_airflow_unless_told(
