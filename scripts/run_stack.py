@@ -2,8 +2,8 @@
 
 Same commands as the compose services: the API (`python -m app`, independent of Airflow, so it serves
 the last model at once), the MLflow tracking server (scripts/mlflow_server.py: SQLite and an artifacts folder
-under .local/mlflow/), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and once the
-api-server and MLflow answer (tasks need the execution API, and training records its runs in MLflow)
+under .local/mlflow/), `airflow db migrate`, then `airflow api-server` and `airflow dag-processor`, and once
+the api-server and MLflow answer (tasks need the execution API, and training records its runs in MLflow)
 `airflow scheduler` (LocalExecutor). Each child runs in its own process group with its log in a file; Ctrl-C
 or SIGTERM stops every group within STOP_BUDGET_S (the api-server and the API last: running tasks end and
 report through the one while the other still answers a warmup), and whatever a group left behind is killed,
