@@ -6,9 +6,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# airflow/include/penguins_pipeline/settings.py -> the repository root. Defaults are absolute because Airflow
-# task processes may run in another working directory.
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# airflow/include/penguins_pipeline/core/settings.py -> the repository root. Defaults are absolute because
+# Airflow task processes may run in another working directory.
+REPO_ROOT = Path(__file__).resolve().parents[4]
 LOCAL_DIR = REPO_ROOT / ".local"
 
 
