@@ -273,7 +273,18 @@ def terminate(components: list[Component]) -> None:
         # psutil checks the process is still the one recorded (not a reused pid) before it signals.
         with contextlib.suppress(psutil.Error):
             stray.kill()
-    psutil.wait_procs(strays, timeout=5)
+    # Dead once a zombie: their parents are gone and whoever adopts them may reap them late (psutil's
+    # wait_procs waited its whole timeout for such ones, past the stop's budget).
+    deadline = time.monotonic() + 1.0
+    while any(_alive(stray) for stray in strays) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _signal_all(components: list[Component], signum: int) -> None:

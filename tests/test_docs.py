@@ -21,8 +21,7 @@ from penguins_pipeline.core.settings import PipelineSettings
 REPO = Path(__file__).resolve().parents[1]
 DOCS = {name: REPO / name for name in ("README.md", "MANUAL.md", "INFORME_IMPLEMENTACION.md")}
 # Variables a doc may set that are not project settings: make's interpreter, Python's path, a shell variable,
-# the version `make rollback VERSION=<id>` promotes.
-# Make's and the shell's, and MLflow's own server switch that scripts/mlflow_server.py sets for every native run.
+# the version `make rollback VERSION=<id>` promotes, and MLflow's own server switch (scripts/mlflow_server.py)
 NOT_SETTINGS = {"PYTHON", "PYTHONPATH", "TOKEN", "VERSION", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}
 # Written by benchmark runs: a doc may name one before it exists (scripts/bench_tables.py says so).
 RESULTS_DIR = "bench/results/"

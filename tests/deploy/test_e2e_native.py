@@ -401,35 +401,38 @@ def test_ctrl_c_stops_everything_within_5_s_in_every_phase(
                 return bool(logs) and f"Step {task_id} started" in logs[-1].read_text(errors="replace")
         return False
 
-    # 1. The first training, in its `train` task.
-    stack.start()
-    wait_for("the first training", lambda: running_in_train("train"), TRAIN_TIMEOUT_S, stack)
-    ctrl_c(stack, "during the first training")
-    runs, tasks = states(tmp_path, "train_pipeline")
-    assert (runs, tasks["train"]) == (["running"], "up_for_retry"), stack.report()
+    try:
+        # 1. The first training, in its `train` task.
+        stack.start()
+        wait_for("the first training", lambda: running_in_train("train"), TRAIN_TIMEOUT_S, stack)
+        ctrl_c(stack, "during the first training")
+        runs, tasks = states(tmp_path, "train_pipeline")
+        assert (runs, tasks["train"]) == (["running"], "up_for_retry"), stack.report()
 
-    # 2. The next start retries the training and promotes; Ctrl-C while the warmup retries.
-    stack.start()
-    wait_for("the warmup", lambda: running_in_train("warmup"), TRAIN_TIMEOUT_S, stack)
-    ctrl_c(stack, "during the warmup")
-    runs, tasks = states(tmp_path, "train_pipeline")
-    assert (tasks["promote"], tasks["warmup"]) == ("success", "success"), stack.report()
-    assert "failed" not in runs, stack.report()
-    promoted = json.loads((tmp_path / "artifacts" / "current.json").read_text())["version"]
+        # 2. The next start retries the training and promotes; Ctrl-C while the warmup retries.
+        stack.start()
+        wait_for("the warmup", lambda: running_in_train("warmup"), TRAIN_TIMEOUT_S, stack)
+        ctrl_c(stack, "during the warmup")
+        runs, tasks = states(tmp_path, "train_pipeline")
+        assert (tasks["promote"], tasks["warmup"]) == ("success", "success"), stack.report()
+        assert "failed" not in runs, stack.report()
+        promoted = json.loads((tmp_path / "artifacts" / "current.json").read_text())["version"]
 
-    # 3. An idle stack, serving that model; the run whose warmup was stopped has succeeded.
-    stack.start()
-    served = wait_for("a prediction", stack.prediction, 120, stack)
-    assert served["model_version"] == promoted
-    wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
-    stack.login()
-    wait_for(
-        "train_pipeline success",
-        lambda: stack.dag_runs("train_pipeline")[-1]["state"] == "success",
-        120,
-        stack,
-    )
-    ctrl_c(stack, "on an idle stack")
+        # 3. An idle stack, serving that model; the run whose warmup was stopped has succeeded.
+        stack.start()
+        served = wait_for("a prediction", stack.prediction, 120, stack)
+        assert served["model_version"] == promoted
+        wait_for("the stack up", lambda: "The stack is up" in stack.output.read_text(), 300, stack)
+        stack.login()
+        wait_for(
+            "train_pipeline success",
+            lambda: stack.dag_runs("train_pipeline")[-1]["state"] == "success",
+            120,
+            stack,
+        )
+        ctrl_c(stack, "on an idle stack")
+    finally:
+        stack.stop()  # a no-op once Ctrl-C stopped it; else no stack outlives a failure
 
 
 @pytest.mark.timeout(1500)
