@@ -167,6 +167,8 @@ def run_wrk(
     if set(percentiles) != {"50", "99"}:
         raise RuntimeError(f"{url}: no latency percentiles in wrk's output\n{output}")
     requests = int(_match(re.search(r"(\d+) requests in", output), output).group(1))
+    if not requests:
+        raise RuntimeError(f"{url}: no request answered within {seconds} s (machine overloaded?)\n{output}")
     return {
         "server_cpu_us_per_request": (sum(server.cpu_times()[:2]) - cpu_before) / requests * 1e6,
         "requests_per_second": float(_match(re.search(r"Requests/sec:\s+([\d.]+)", output), output).group(1)),

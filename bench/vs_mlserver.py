@@ -202,7 +202,7 @@ def session(
     """One server's turn: cold start, wrk at `args.connections` then at 1 connection on each of its endpoints,
     the batch, the answers to compare, then the RSS. The caller stops the server."""
     base = f"http://127.0.0.1:{port}"
-    cold_start = wait_for_200(base + served[0].path, served[0].bodies[0], process)
+    cold_start = wait_for_200(base + served[0].path, served[0].bodies[0], process, args.start_timeout)
     server = psutil.Process(process.pid)
     figures, answers = {}, {}
     with httpx.Client(base_url=base, timeout=120) as client:
@@ -321,6 +321,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="turns of each server (at least 2)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--batch-repeats", type=int, default=9, help="timed batch requests per turn")
+    # A server starts in seconds on an idle machine, in minutes on a shared one under heavy load.
+    parser.add_argument("--start-timeout", type=float, default=600, help="seconds a server may take to start")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"default: {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
     require_wrk()

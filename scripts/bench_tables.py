@@ -281,10 +281,16 @@ def reliability(results: dict[str, Any]) -> str:
     rows.append(["HTTP answers received", number(summary.get("responses", 0))])
     rows.append(["of which 5xx", number(summary.get("responses_5xx", 0))])
     outcomes = ", ".join(f"{n} {outcome}" for outcome, n in summary.get("tests", {}).items())
+    seeds = "; ".join(
+        f"{name}, seed {entry['seed']}"
+        for name, entry in results.get("fuzzing", {}).items()
+        if isinstance(entry, dict) and "seed" in entry
+    )
+    replay = f" Fuzzing: {seeds} (`make reliability RELIABILITY_SEED=<seed>` replays a run)." if seeds else ""
     return "\n\n".join(
         [
             f"**Reliability** ({RELIABILITY_COMMAND} → `bench/results/reliability.json`). "
-            f"{machine_line(results)} Tests: {outcomes or 'none recorded'}.",
+            f"{machine_line(results)} Tests: {outcomes or 'none recorded'}.{replay}",
             table(["cases tried", "count"], rows),
         ]
     )

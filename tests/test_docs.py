@@ -21,8 +21,16 @@ from penguins_pipeline.core.settings import PipelineSettings
 REPO = Path(__file__).resolve().parents[1]
 DOCS = {name: REPO / name for name in ("README.md", "MANUAL.md", "INFORME_IMPLEMENTACION.md")}
 # Variables a doc may set that are not project settings: make's interpreter, Python's path, a shell variable,
-# the version `make rollback VERSION=<id>` promotes, and MLflow's own server switch (scripts/mlflow_server.py)
-NOT_SETTINGS = {"PYTHON", "PYTHONPATH", "TOKEN", "VERSION", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}
+# the version `make rollback VERSION=<id>` promotes, the seed `make reliability` fuzzes with, and MLflow's own
+# server switch (scripts/mlflow_server.py).
+NOT_SETTINGS = {
+    "PYTHON",
+    "PYTHONPATH",
+    "TOKEN",
+    "VERSION",
+    "RELIABILITY_SEED",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+}
 # Written by benchmark runs: a doc may name one before it exists (scripts/bench_tables.py says so).
 RESULTS_DIR = "bench/results/"
 
@@ -218,3 +226,84 @@ def test_code_comments_keep_the_why_and_leave_measured_figures_to_the_report() -
         for match in MEASURED.finditer(text)
     ]
     assert found == []
+
+
+# The figures the reports quote from a results file. A paragraph or list item (a nested item is one of its
+# own) that names `bench/results/<file>.json` quotes that file: each of its figures must be one of the file's
+# values (or the total of one of its objects, as the README's tables sum them) at the precision written.
+# Figures measured otherwise stay out of such paragraphs, in their own.
+RESULTS_FILE = re.compile(r"bench/results/(\w+\.json)")
+FIGURE = re.compile(r"(?<![\w.#/-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w.]*\d|[A-Za-z])")
+NOT_FIGURES = [
+    r"`[^`]*`",  # code: commands, paths, settings
+    r"\]\([^)]*\)",  # where a link points
+    r"\d{4}-\d{2}-\d{2}(T[\d:]+Z?)?",  # a date
+    r"\d+(\.\d+){2,}",  # a version
+]
+
+
+def blocks(doc: str) -> list[str]:
+    """A doc's paragraphs, list items and table rows, outside fenced code and the README's generated tables
+    (`test_the_benchmark_tables_match_the_results` checks those)."""
+    body = re.sub(r"^```[^\n]*\n.*?^```", "", text(doc), flags=re.M | re.S)
+    if bench_tables.START in body:
+        body = body.replace(bench_tables.current_block(body), "")
+    found: list[list[str]] = [[]]
+    for line in body.splitlines():
+        if not line.strip() or re.match(r"\s*([-*]|\d+\.) |#|\|", line):
+            found.append([])
+        found[-1].append(line.strip())
+    return [" ".join(lines).strip() for lines in found if "".join(lines).strip()]
+
+
+def figures(block: str) -> list[str]:
+    for pattern in NOT_FIGURES:
+        block = re.sub(pattern, " ", block)
+    return [whole + (decimals or "") for whole, decimals in FIGURE.findall(block)]
+
+
+def values(results: Any) -> Iterator[float]:
+    """Every number of a results file, and the total of each object of numbers."""
+    if isinstance(results, dict | list):
+        items = list(results.values() if isinstance(results, dict) else results)
+        numbers = [item for item in items if isinstance(item, int | float) and not isinstance(item, bool)]
+        yield from numbers
+        if isinstance(results, dict) and numbers and len(numbers) == len(items):
+            yield sum(numbers)
+        for item in items:
+            yield from values(item)
+
+
+def written_as(figure: str, value: float) -> bool:
+    """`value` rounds to `figure` at the precision `figure` is written with."""
+    decimals = len(figure.partition(".")[2])
+    return abs(value - float(figure.replace(",", ""))) <= 0.5 * 10**-decimals + 1e-9
+
+
+@pytest.mark.parametrize("doc", ["INFORME_IMPLEMENTACION.md", "README.md"])
+def test_figures_quoted_from_a_results_file_are_that_files(doc: str) -> None:
+    wrong, checked = [], set()
+    for block in blocks(doc):
+        names = set(RESULTS_FILE.findall(block))
+        if not names:
+            continue
+        assert all((REPO / "bench" / "results" / name).is_file() for name in names), block[:200]
+        known = [v for name in names for v in values(json.loads((REPO / "bench/results" / name).read_text()))]
+        for figure in figures(block):
+            checked.add(figure)
+            if not any(written_as(figure, value) for value in known):
+                wrong.append(f"{figure} (not in {', '.join(sorted(names))}) in: {block[:160]}...")
+    assert wrong == [], f"{doc} quotes figures its results files do not hold:\n" + "\n".join(wrong)
+    if doc == "INFORME_IMPLEMENTACION.md":
+        assert len(checked) > 30, "the report's measured results no longer name their results files"
+
+
+def test_figures_match_at_their_precision_and_only_figures_count() -> None:
+    assert written_as("5,559", 5559.43) and written_as("0.45", 0.4535) and written_as("34", 34.38)
+    assert not written_as("0.45", 0.46) and not written_as("1,270", 1280)
+    assert figures("V2 at 5,559 req/s (p99 2.8 ms, 34 times; `make bench`, Podman 4.3.1, 2026-12-07)") == [
+        "5,559",
+        "2.8",
+        "34",
+    ]
+    assert list(values({"a": {"x": 1, "y": 2.5}, "b": [4, True]})) == [1, 2.5, 3.5, 4]

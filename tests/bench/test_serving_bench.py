@@ -3,9 +3,13 @@ load generator, in-process timings, the README's tables) from breaking unnoticed
 It asserts that every figure was measured, never how fast: speed is judged by `make bench` alone."""
 
 import json
+import socket
 from pathlib import Path
 
+import psutil
+import pytest
 from provenance import problems
+from serving import run_wrk, wrk_script
 
 
 def test_a_short_serving_benchmark_measures_every_figure_and_renders_its_table(
@@ -33,3 +37,13 @@ def test_a_short_serving_benchmark_measures_every_figure_and_renders_its_table(
     assert "| `POST /predict` |" in done.stdout  # the README's tables, printed
     assert "with the prediction log ÷ without" in done.stdout
     assert f"written to {results_file}" in done.stdout
+
+
+def test_a_load_run_without_a_single_answer_says_so(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers (as an overloaded machine looks): a clear error,
+    not a division by zero."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/predict"
+        script = wrk_script([{"island": "Dream"}], tmp_path)
+        with pytest.raises(RuntimeError, match="no request answered within 1 s"):
+            run_wrk(url, psutil.Process(), script, 1, 1)
