@@ -23,7 +23,7 @@ from app.open_inference import ProtocolError, parse_infer_request
 from app.prediction_log import PredictionLog
 from app.routers import inference_v2
 from app.schemas import PenguinFeatures
-from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, SERVING_FILE
 from penguins_pipeline import artifacts
 
 INFER = "/v2/models/penguins/infer"
@@ -181,6 +181,10 @@ def test_tritonclient_reads_the_model_metadata(
     metadata = triton_client.get_model_metadata("penguins")
     jsonschema.validate(metadata, MODEL_METADATA)
     assert metadata["name"] == "penguins"
+    # "<runtime>_<format>": what answers, the compiled walk over the serving export the version lists.
+    runtime, _, file_format = metadata["platform"].partition("_")
+    assert (runtime, file_format) == ("numba", Path(SERVING_FILE).suffix.lstrip("."))
+    assert SERVING_FILE in manifest["files"]
     assert metadata["versions"] == [manifest["version"]]
     assert triton_client.get_model_metadata("penguins", model_version=manifest["version"]) == metadata
     assert [(t["name"], t["datatype"]) for t in metadata["inputs"]] == [
