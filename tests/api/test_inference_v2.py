@@ -500,6 +500,27 @@ def test_bad_binary_data_is_a_400_naming_the_problem(client, case: str) -> None:
     assert expected in answer.json()["error"]
 
 
+SCHEMA_EDGES: dict[str, dict[str, Any]] = {
+    "output named empty": {**_two(), "outputs": [{"name": ""}]},
+    "unknown output": {**_two(), "outputs": [{"name": "pca"}]},
+    "three outputs": {**_two(), "outputs": [{"name": "species"}] * 3},
+    "no inputs": {"inputs": []},
+    "five inputs": {"inputs": _two()["inputs"][:5]},
+    "an unknown input": {"inputs": [*_two()["inputs"][:5], {**_two()["inputs"][5], "name": "beak"}]},
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_EDGES, ids=list(SCHEMA_EDGES))
+def test_the_documented_request_refuses_what_infer_refuses(client, case: str) -> None:
+    """/docs' V2InferenceRequest: what infer answers 400 at these edges is outside the schema too
+    (schemathesis' coverage phase sent the first and the fourth as schema-valid)."""
+    components = client.get("/openapi.json").json()["components"]
+    schema = {"$ref": "#/components/schemas/V2InferenceRequest", "components": components}
+    assert jsonschema.Draft202012Validator(schema).is_valid(_two())
+    assert not jsonschema.Draft202012Validator(schema).is_valid(SCHEMA_EDGES[case])
+    assert client.post(INFER, json=SCHEMA_EDGES[case]).status_code == 400
+
+
 def test_binary_strings_are_read_up_to_the_shape_never_beyond() -> None:
     """4 MB of empty strings sent as the island of 2 penguins: refused at the third string, without building
     the other million first (the memory traced while the body is read stays far below the body's size)."""
