@@ -51,7 +51,15 @@ def each_case(
     run_seed: int,
     send: Callable[[schemathesis.Case], None],
 ) -> None:
-    """`send` each of `examples` generated requests, valid ones or invalid ones as `mode` says."""
+    """`send` the operation's coverage cases, then `examples` generated requests: valid ones or invalid ones
+    as `mode` says. The coverage cases are schemathesis' own deterministic walk over the schema's edges (each
+    field's boundaries, its wrong types such as `0` for a boolean, an empty list, an empty name), the cases
+    its command line runs first: random generation alone missed schema lies they show at once."""
+    generation = operation.schema.config.generation_for(operation=operation, phase="coverage")
+    for case in operation.schema.iter_coverage_cases(
+        operation, generation_modes=[mode], generation_config=generation
+    ):
+        send(case)
 
     @seed(run_seed)
     @settings(

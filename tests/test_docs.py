@@ -201,8 +201,16 @@ def test_the_readme_curl_example_gets_the_readme_answer(make_client: Any, artifa
     assert close(answer, printed), f"the README prints another answer than the API gives:\n{answer}"
 
 
-# A time, a speed-up, a percentage or a rate: figures measured on one machine, stale on the next.
-MEASURED = re.compile(r"\d\s?(ms|µs|us)\b|\d\s?(x|times) (faster|slower|more)\b|\d\s?%|\d (req|rows)/s\b")
+# A time, a speed-up, a percentage, a rate or a size: figures measured on one machine, stale on the next.
+MEASURED = re.compile(
+    r"\d\s?(ms|µs|us)\b"
+    r"|\b(an?|one|\d[\d,.]*) (nano|micro|milli)?seconds? (to|for|per|a)\b"  # "a second to build"
+    r"|\d\s?(x|\u00d7|times) (faster|slower|more|cheaper)\b"
+    r"|\b(twice|half|three times) as (fast|slow|long|much)\b|\b(halves|doubles|triples) the\b"
+    r"|\d\s?%"
+    r"|\d (req|rows)/s\b"
+    r"|\d (kB|KB|MB|GB|KiB|MiB|GiB)\b"  # "1.2 MB"; not a format sample such as '261.5MiB'
+)
 
 
 def comments_and_docstrings(path: Path) -> Iterator[tuple[int, str]]:

@@ -1,6 +1,6 @@
 """Requests that arrive together are answered together (dynamic batching, as in Triton or Ray Serve).
 
-Answering one penguin is a few compiled and numpy calls, each costing about the same for 1 row as for 50.
+Answering one penguin is a few compiled and numpy calls, each costing about the same for one row as for many.
 Under load many /predict requests are parsed in the same turn of the event loop: each waits on a future, and
 at the next turn one vectorised call answers all of them. A lone request waits for nothing but that turn.
 Measured with wrk (figures in INFORME_IMPLEMENTACION.md): more throughput under load, for a little latency

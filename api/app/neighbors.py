@@ -1,9 +1,8 @@
 """The nearest training penguins of a query, over the whole training split, in the model's feature space.
 
 Built once per model version, where the original refit NearestNeighbors on every request. A split of up to a
-few thousand rows is scanned whole by a function compiled by numba (a microsecond for the 266 penguins of
-the default split); a bigger one gets a KD-tree (a second to build for 1,000,000 rows, then tens of
-microseconds a query), whose per-call overhead would dominate on a small split.
+few thousand rows is scanned whole by a function compiled by numba; a bigger one gets a KD-tree, whose
+per-call overhead would dominate on a small split (INFORME_IMPLEMENTACION.md has the timings).
 """
 
 from typing import Any

@@ -11,6 +11,7 @@ Every refusal is a ProtocolError naming the input, answered as V2's `{"error": .
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,19 @@ import orjson
 
 from app.predictor import Predictor, Scores
 from app.schemas import CATEGORY_NAME_MAX, CATEGORY_NAME_MIN
-from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
+from app.schemas import V2_OUTPUTS as OUTPUTS
+from penguins_contract import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    NUMERIC_FEATURES,
+    PHYSICAL_BOUNDS,
+    SERVING_FILE,
+)
 
 MODEL_NAME = "penguins"
-# "<project>_<format>", the spec's form of a platform name: scikit-learn objects stored with joblib.
-PLATFORM = "scikit-learn_joblib"
-OUTPUTS = ("species", "probabilities")
+# "<runtime>_<format>", the spec's form of a platform name: what answers is the compiled (numba) walk over
+# the arrays of the serving export (serving.npz), not the scikit-learn objects of the joblib files.
+PLATFORM = f"numba_{PurePath(SERVING_FILE).suffix.lstrip('.')}"
 NUMERIC_DATATYPES = ("FP64", "FP32")
 TEXT_DATATYPE = "BYTES"
 _NAME_LENGTHS = range(CATEGORY_NAME_MIN, CATEGORY_NAME_MAX + 1)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # How often the writer appends what is pending: the records a SIGKILL may lose are at most this old.
 FLUSH_SECONDS = 0.1
-# Lines waiting for the writer, in bytes (a 10,000-penguin batch is ~3.5 MB): above this, records are dropped.
+# Lines waiting for the writer, in bytes (many full batches' worth): above this, records are dropped.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 # How long shutdown waits for the last flush.
 CLOSE_SECONDS = 10.0

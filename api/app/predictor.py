@@ -212,7 +212,7 @@ class Predictor:
         """The nearest training penguins of each row, nearest first, from three gathers for all rows."""
         distances, nearest = self._neighbors.query(rows)
         islands, sexes = self.encoder.categories["island"], self.encoder.categories["sex"]
-        # Spelled out rather than zipped with field names: this runs for every penguin, twice as fast.
+        # Spelled out rather than zipped with field names: this runs for every penguin, and is much faster.
         return [
             [
                 {

@@ -14,7 +14,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from penguins_contract import PHYSICAL_BOUNDS, PREDICTION_ID_PATTERN
+from penguins_contract import FEATURES, PHYSICAL_BOUNDS, PREDICTION_ID_PATTERN
 
 # The original README's curl example: a Gentoo-sized bird on Dream, where no Gentoo lives.
 EXAMPLE_PENGUIN: JsonDict = {
@@ -212,9 +212,14 @@ class V2ModelMetadata(BaseModel):
     )
 
 
+# The outputs a V2 request may ask for, in their default order.
+V2_OUTPUTS = ("species", "probabilities")
+
+
 class V2RequestInput(BaseModel):
     name: str = Field(
-        description="A feature: bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, island or sex"
+        description="A feature: bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, island or sex",
+        json_schema_extra={"enum": list(FEATURES)},
     )
     shape: list[Annotated[int, Field(ge=0)]] = Field(description="[n] or [n, 1]: n penguins")
     datatype: V2_DATATYPES = Field(description="FP64 or FP32 for the measures, BYTES for island and sex")
@@ -223,15 +228,23 @@ class V2RequestInput(BaseModel):
 
 
 class V2RequestOutput(BaseModel):
-    name: str = Field(description="species or probabilities")
+    name: str = Field(description="species or probabilities", json_schema_extra={"enum": list(V2_OUTPUTS)})
     parameters: V2Parameters | None = None
 
 
 class V2InferenceRequest(BaseModel):
     id: str | None = Field(None, description="Echoed in the answer")
     parameters: V2Parameters | None = None
-    inputs: list[V2RequestInput] = Field(description="The six features, each once, all with the same n")
-    outputs: list[V2RequestOutput] | None = Field(None, description="Which outputs to answer; all by default")
+    # The schema says what the code checks, as far as JSON Schema can: six inputs named after the features,
+    # outputs named after the outputs (each once, and inputs of one n: the code's alone).
+    inputs: list[V2RequestInput] = Field(
+        min_length=len(FEATURES),
+        max_length=len(FEATURES),
+        description="The six features, each once, all with the same n",
+    )
+    outputs: list[V2RequestOutput] | None = Field(
+        None, max_length=len(V2_OUTPUTS), description="Which outputs to answer, each once; all by default"
+    )
 
 
 class V2ResponseOutput(BaseModel):

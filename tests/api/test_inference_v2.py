@@ -23,7 +23,7 @@ from app.open_inference import ProtocolError, parse_infer_request
 from app.prediction_log import PredictionLog
 from app.routers import inference_v2
 from app.schemas import PenguinFeatures
-from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from penguins_contract import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, SERVING_FILE
 from penguins_pipeline.training import artifacts
 
 INFER = "/v2/models/penguins/infer"
@@ -189,6 +189,10 @@ def test_tritonclient_reads_the_model_metadata(
     metadata = triton_client.get_model_metadata("penguins")
     jsonschema.validate(metadata, MODEL_METADATA)
     assert metadata["name"] == "penguins"
+    # "<runtime>_<format>": what answers, the compiled walk over the serving export the version lists.
+    runtime, _, file_format = metadata["platform"].partition("_")
+    assert (runtime, file_format) == ("numba", Path(SERVING_FILE).suffix.lstrip("."))
+    assert SERVING_FILE in manifest["files"]
     assert metadata["versions"] == [manifest["version"]]
     assert triton_client.get_model_metadata("penguins", model_version=manifest["version"]) == metadata
     assert [(t["name"], t["datatype"]) for t in metadata["inputs"]] == [
@@ -504,6 +508,27 @@ def test_bad_binary_data_is_a_400_naming_the_problem(client, case: str) -> None:
     answer = client.post(INFER, content=body, headers=headers)
     assert answer.status_code == 400, answer.text
     assert expected in answer.json()["error"]
+
+
+SCHEMA_EDGES: dict[str, dict[str, Any]] = {
+    "output named empty": {**_two(), "outputs": [{"name": ""}]},
+    "unknown output": {**_two(), "outputs": [{"name": "pca"}]},
+    "three outputs": {**_two(), "outputs": [{"name": "species"}] * 3},
+    "no inputs": {"inputs": []},
+    "five inputs": {"inputs": _two()["inputs"][:5]},
+    "an unknown input": {"inputs": [*_two()["inputs"][:5], {**_two()["inputs"][5], "name": "beak"}]},
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_EDGES, ids=list(SCHEMA_EDGES))
+def test_the_documented_request_refuses_what_infer_refuses(client, case: str) -> None:
+    """/docs' V2InferenceRequest: what infer answers 400 at these edges is outside the schema too
+    (schemathesis' coverage phase sent the first and the fourth as schema-valid)."""
+    components = client.get("/openapi.json").json()["components"]
+    schema = {"$ref": "#/components/schemas/V2InferenceRequest", "components": components}
+    assert jsonschema.Draft202012Validator(schema).is_valid(_two())
+    assert not jsonschema.Draft202012Validator(schema).is_valid(SCHEMA_EDGES[case])
+    assert client.post(INFER, json=SCHEMA_EDGES[case]).status_code == 400
 
 
 def test_binary_strings_are_read_up_to_the_shape_never_beyond() -> None:

@@ -8,7 +8,7 @@ import schemathesis
 from schema_fuzz import ALL_CHECKS, CONFIG, each_case, failed_checks, label
 from schemathesis import GenerationMode
 
-EXAMPLES = 20  # per operation and mode
+EXAMPLES = 60  # per operation and mode, after the coverage cases
 SEED = 20261130  # the same cases every run
 
 

@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     # Every worker asks its model source this often, so all of them converge without a /warmup call.
     api_model_poll_seconds: float = Field(2.0, gt=0)
     api_max_body_bytes: int = Field(1 * MIB, gt=0)
-    # A full batch (10,000 penguins) is ~1.2 MB of JSON, so the batch route gets its own, larger limit.
+    # A full batch is over a MiB of JSON (its size is in INFORME_IMPLEMENTACION.md), so the batch routes get
+    # their own, larger limit.
     api_max_batch_body_bytes: int = Field(4 * MIB, gt=0)
     # A refused body up to this size is read (and discarded) before the 413, so every client can read the 413;
     # a larger one is cut off mid-upload.

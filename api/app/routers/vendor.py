@@ -18,7 +18,7 @@ _NO_IMAGE = b"\"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E
 
 
 class CompressedAsset:
-    """A large, immutable file kept in memory gzipped (plotly.min.js: 4.6 MB, 1.4 MB gzipped)."""
+    """A large, immutable file (plotly.min.js is megabytes) kept in memory, plain and gzipped."""
 
     def __init__(self, path: Path, media_type: str, rewrite: re.Pattern[bytes] | None = None) -> None:
         self.path = path
