@@ -1,6 +1,6 @@
 """The native stack's memory as `make run` runs it, MLflow included: the PSS of every process the supervisor
-starts (and its own), per component, while the first training runs and once the stack has settled; and the
-time from an empty state to the first served prediction.
+starts (and its own), per component, once the stack is up with nothing running (DAGs paused), then at its
+peak while the first training runs once they are unpaused, and the time that training takes to serve.
 
     .venv/bin/python bench/native_stack.py [--results bench/results/native_stack.json]
 
@@ -89,7 +89,21 @@ def served(api: str) -> bool:
         return False
 
 
-def measure(state: Path, timeout: float = 900.0, settle_s: float = 30.0) -> dict[str, Any]:
+def unpause(airflow: str) -> None:
+    """As a user's click in the UI: data_pipeline (@once) runs, train_pipeline follows on its Asset."""
+    login = {"username": "admin", "password": "admin"}
+    token = httpx.post(f"{airflow}/auth/token", json=login, timeout=30).json()["access_token"]
+    for dag in ("data_pipeline", "train_pipeline"):
+        answer = httpx.patch(
+            f"{airflow}/api/v2/dags/{dag}",
+            json={"is_paused": False},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+
+
+def measure(state: Path, timeout: float = 900.0, settle_s: float = 20.0) -> dict[str, Any]:
     ports = {name: str(free_port()) for name in ("API_PORT", "AIRFLOW_PORT", "MLFLOW_PORT")}
     env = {k: v for k, v in os.environ.items() if k not in INHERITED_STATE} | ports
     env |= {
@@ -99,6 +113,7 @@ def measure(state: Path, timeout: float = 900.0, settle_s: float = 30.0) -> dict
         "ARTIFACTS_DIR": str(state / "artifacts"),
         "PENGUINS_DB_URL": f"sqlite:///{state / 'penguins.db'}",
         "PREDICTIONS_DIR": str(state / "predictions"),
+        "DAGS_ARE_PAUSED_AT_CREATION": "true",
     }
     api = f"http://127.0.0.1:{ports['API_PORT']}"
     with open(state / "supervisor.out", "wb") as out:
@@ -107,16 +122,13 @@ def measure(state: Path, timeout: float = 900.0, settle_s: float = 30.0) -> dict
     supervisor = psutil.Process(process.pid)
     start = time.monotonic()
     peak: dict[str, float] = {}
+    first_prediction_s = None
     try:
-        while not served(api):
+        while "The stack is up" not in (state / "supervisor.out").read_text():
             if process.poll() is not None or time.monotonic() - start > timeout:
-                raise SystemExit(f"no served prediction; see {state}/logs and supervisor.out")
-            now = sample(supervisor)
-            if sum(now.values()) > sum(peak.values()):
-                peak = now
+                raise SystemExit(f"the stack did not come up; see {state}/logs and supervisor.out")
             time.sleep(1.0)
-        first_prediction_s = round(time.monotonic() - start, 1)
-        # The training run ends (prune, warmup) after the promotion that served the prediction: let it.
+        up_s = round(time.monotonic() - start, 1)
         time.sleep(settle_s)
         samples = []
         for _ in range(5):
@@ -124,6 +136,17 @@ def measure(state: Path, timeout: float = 900.0, settle_s: float = 30.0) -> dict
             time.sleep(2.0)
         idle = min(samples, key=lambda s: sum(s.values()))
         processes = len(supervisor.children(recursive=True)) + 1
+        unpause(f"http://127.0.0.1:{ports['AIRFLOW_PORT']}")
+        start = time.monotonic()
+        # The peak while training; on a machine too busy to finish in time, the peak seen until then.
+        while time.monotonic() - start < timeout and process.poll() is None:
+            now = sample(supervisor)
+            if sum(now.values()) > sum(peak.values()):
+                peak = now
+            if served(api):
+                first_prediction_s = round(time.monotonic() - start, 1)
+                break
+            time.sleep(1.0)
     finally:
         stop_start = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -131,7 +154,8 @@ def measure(state: Path, timeout: float = 900.0, settle_s: float = 30.0) -> dict
         stop_s = round(time.monotonic() - stop_start, 1)
     idle_total = round(statistics.median(sum(s.values()) for s in samples), 1)
     return {
-        "first_prediction_s": first_prediction_s,
+        "up_s": up_s,
+        "unpaused_to_first_prediction_s": first_prediction_s,
         "pss_mb": {
             "idle_total": idle_total,
             "peak_total": round(sum(peak.values()), 1),
@@ -164,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.results}")
-    return 0 if figures["pss_mb"]["peak_total"] < LIMIT_MB else 1
+    return 0 if max(figures["pss_mb"]["peak_total"], figures["pss_mb"]["idle_total"]) < LIMIT_MB else 1
 
 
 if __name__ == "__main__":

@@ -417,6 +417,9 @@ def test_only_the_services_that_talk_s3_hold_its_keys(base: dict[str, Any]) -> N
     }
     for name in ["api", "airflow-init", *AIRFLOW_LONG_RUNNING]:
         assert base[name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+    # The server offers presigned URLs of the store to the MLflow client: Airflow keeps to the proxy.
+    for name in ["airflow-init", *AIRFLOW_LONG_RUNNING]:
+        assert base[name]["environment"]["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] == "false", name
 
 
 def test_mlflow_starts_after_its_database_and_its_bucket(base: dict[str, Any]) -> None:
