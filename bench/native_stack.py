@@ -16,20 +16,19 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from free_port import free_port
+from provenance import provenance
 
 from app.schemas import EXAMPLE_PENGUIN
 
@@ -175,15 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-native-") as folder:
         figures = measure(Path(folder))
-    results = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        },
-        **figures,
-    }
+    results = {**provenance(), "load_average_before": round(load_before, 2), **figures}
     print(json.dumps(results, indent=2), flush=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
