@@ -61,6 +61,7 @@ bench: install  ## the benchmarks; writes bench/results/*.json and prints a tabl
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/vs_mlserver.py
 	$(BIN)/python bench/pipeline_scale.py
+	$(BIN)/python bench/monitor_scale.py
 	$(BIN)/python bench/compose.py
 	$(BIN)/python bench/native_stack.py
 

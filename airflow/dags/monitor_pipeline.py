@@ -7,7 +7,8 @@ Watches what the API answers for drift. Runs every hour (and by hand, or `make m
 each file's loaded offset is committed with its rows, so reruns and crashes never duplicate or lose a record;
 then `PREDICTIONS_RETENTION_DAYS`) → `check_drift` (the last `DRIFT_WINDOW_HOURS` of predictions of the newest
 model version against that version's training split: KS test and PSI per measure, chi-square and PSI for
-island, sex and the predicted species; a report in `ARTIFACTS_DIR/reports/<run id>/`, `latest.json` last) →
+island, sex and the predicted species, on a seeded sample of at most `DRIFT_SAMPLE_ROWS`; a report in
+`ARTIFACTS_DIR/reports/<UTC time>-<run id>/`, `latest.json` last) →
 `announce` (emits the `penguins_drift` Asset only when something drifted; skipped otherwise).
 
 A feature drifted when its p-value < `DRIFT_P_VALUE` and its PSI >= `DRIFT_PSI`. Fewer than

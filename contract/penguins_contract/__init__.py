@@ -47,6 +47,7 @@ from penguins_contract.reports import (
     REPORTS_DIR,
     latest_report,
     report_id,
+    report_run,
 )
 from penguins_contract.serving import PCA_TOLERANCE, SERVING_ARRAYS, categories_key
 
@@ -92,6 +93,7 @@ __all__ = [
     "read_manifest",
     "registry",
     "report_id",
+    "report_run",
     "sha256_bytes",
     "sha256_file",
     "translated",

@@ -2,7 +2,11 @@
 monitor steps from real log files; the report page in headless Chromium with every outside request blocked."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,3 +157,68 @@ def test_a_report_missing_its_page_is_a_503_naming_the_file(
     answer = client.get("/monitoring")
     assert answer.status_code == 503 and "drift.html" in answer.json()["detail"]
     assert client.get("/monitoring/drift.json").status_code == 200
+
+
+# Retries a run's drift report (argv: ARTIFACTS_DIR, data store URL, PREDICTIONS_DIR, run id) while the API
+# (the app with its lifespan, in this process) serves the same folder. Before every rename or removal under
+# reports/ (the only steps that change what a reader sees) and once at the end, it asks the API for the newest
+# report; prints each step with the two status codes.
+RETRIED_REPORT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from fastapi.testclient import TestClient
+    from app.core.config import Settings
+    from app.main import create_app
+    from penguins_pipeline.core.settings import PipelineSettings
+    from penguins_pipeline.monitoring import steps as monitor_steps
+
+    artifacts, url, predictions, run_id = sys.argv[1:]
+    reports = str(Path(artifacts) / "reports")
+    seen, busy = [], [False]
+    app = create_app(Settings(artifacts_dir=artifacts, predictions_dir=Path(predictions).parent / "api-log"))
+
+    def ask(step):
+        codes = [client.get(path).status_code for path in ("/monitoring", "/monitoring/drift.json")]
+        seen.append([step, codes])
+
+    def before(event, args):
+        if busy[0] or event not in {"os.rename", "os.remove", "os.rmdir", "shutil.rmtree"}:
+            return
+        if not str(args[0]).startswith(reports):
+            return
+        busy[0] = True
+        try:
+            ask(f"{event} {Path(str(args[0])).name}")
+        finally:
+            busy[0] = False
+
+    settings = PipelineSettings(artifacts_dir=artifacts, penguins_db_url=url, predictions_dir=predictions)
+    with TestClient(app) as client:
+        sys.addaudithook(before)
+        monitor_steps.check_drift(settings, run_id)
+        ask("done")
+    print(json.dumps(seen))
+    """
+)
+
+
+def test_a_retried_report_never_leaves_latest_json_naming_a_gone_folder(
+    artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    report = make_report(artifacts_dir, versions.main, clean_penguins, 36)
+    work = artifacts_dir.parent / "monitor-36"
+    first = contract.latest_report(artifacts_dir)
+    assert first is not None
+    command = [sys.executable, "-c", RETRIED_REPORT, str(artifacts_dir), f"sqlite:///{work / 'penguins.db'}"]
+    command += [str(work / "predictions"), report["run_id"]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    # The retry's folder renamed into place, latest.json switched, the first attempt pruned: all while served.
+    assert len(seen) >= 4, seen
+    assert all(codes == [200, 200] for _, codes in seen), seen
+    retried = contract.latest_report(artifacts_dir)
+    assert retried is not None and retried != first and not first.exists()
+    assert json.loads((retried / contract.REPORT_JSON).read_text())["run_id"] == report["run_id"]

@@ -51,7 +51,8 @@ def test_a_shifted_feature_is_reported_with_every_statistic(
     assert checked["drifted"] and checked["drifted_features"] == ["flipper_length_mm"]
 
     folder = Path(checked["report"])
-    assert folder == settings.artifacts_dir / "reports" / "manual__2026-11-30T23_00_00.123456_00_00"
+    assert folder.parent == settings.artifacts_dir / "reports"
+    assert contract.report_run(folder.name) == "manual__2026-11-30T23_00_00.123456_00_00"
     report = latest_json(settings)
     assert report["model_version"] == versions.main
     assert report["n_predictions"] == 120 and report["status"] == "ok"
@@ -136,11 +137,16 @@ def test_old_reports_are_pruned_the_latest_kept_and_a_retry_replaces_its_report(
 ) -> None:
     settings = settings.model_copy(update={"drift_keep_reports": 2})
     write_log(settings.predictions_dir, records(shifted(clean_penguins, 60, 18), versions.main), NOW, 1)
-    for run in ("scheduled__a", "scheduled__b", "scheduled__c", "scheduled__c"):
-        monitor(settings, run)
+    published = [
+        Path(monitor(settings, run)["report"]) for run in ("scheduled__a", "scheduled__b", "scheduled__c")
+    ]
+    retried = Path(monitor(settings, "scheduled__c")["report"])
+    assert retried != published[-1]  # each attempt under a name of its own
     reports = settings.artifacts_dir / "reports"
-    assert sorted(p.name for p in reports.iterdir()) == ["latest.json", "scheduled__b", "scheduled__c"]
-    assert contract.latest_report(settings.artifacts_dir) == reports / "scheduled__c"
+    assert sorted(p.name for p in reports.iterdir()) == sorted(
+        ["latest.json", published[1].name, retried.name]
+    )
+    assert contract.latest_report(settings.artifacts_dir) == retried
 
 
 def test_stale_staging_folders_are_removed(settings: PipelineSettings) -> None:
@@ -150,12 +156,60 @@ def test_stale_staging_folders_are_removed(settings: PipelineSettings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("run_id", "name"),
+    ("run_id", "run"),
     [
         ("manual__2026-11-30T23:00:00+00:00", "manual__2026-11-30T23_00_00_00_00"),
-        (".hidden/../x", "_hidden_.._x"),
+        (".hidden/../x", ".hidden_.._x"),
+        ("", ""),
     ],
 )
-def test_report_ids_are_safe_folder_names(run_id: str, name: str) -> None:
-    assert contract.report_id(run_id) == name
-    assert contract.REPORT_ID_PATTERN.fullmatch(name)
+def test_report_ids_are_safe_folder_names_of_their_run_and_time(run_id: str, run: str) -> None:
+    name = contract.report_id(run_id, datetime(2026, 12, 7, 12, 30, 1, 2, tzinfo=UTC))
+    assert name == f"20261207T123001000002Z-{run}"
+    assert contract.REPORT_ID_PATTERN.fullmatch(name) and contract.report_run(name) == run
+    long = contract.report_id("x" * 300, NOW)
+    assert len(long) == 200 and contract.report_run(long) == "x" * 177
+
+
+def test_the_window_is_counted_in_full_and_judged_on_a_seeded_sample(
+    db_url: str, tmp_path: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    settings = PipelineSettings(
+        artifacts_dir=versions.folder, penguins_db_url=db_url, predictions_dir=tmp_path / "predictions"
+    )
+    recent = shifted(clean_penguins, 3000, 19, flipper_length_mm=1.5)
+    write_log(
+        settings.predictions_dir, records(recent, versions.main, spacing=timedelta(milliseconds=10)), NOW, 1
+    )
+    other = records(shifted(clean_penguins, 40, 20), versions.other, end=NOW - timedelta(hours=1))
+    write_log(settings.predictions_dir, other, NOW - timedelta(hours=2), 2)
+    monitor_steps.load(settings)
+    start = NOW - timedelta(hours=settings.drift_window_hours)
+    whole = monitor_steps.read_window(settings, start)
+    assert (whole.model_version, whole.rows, len(whole.sample)) == (versions.main, 3000, 3000)
+    assert whole.versions == {versions.main: 3000, versions.other: 40}
+
+    small = settings.model_copy(update={"drift_sample_rows": 500})
+    sampled = monitor_steps.read_window(small, start)
+    assert (sampled.rows, len(sampled.sample), sampled.versions) == (3000, 500, whole.versions)
+    pd.testing.assert_frame_equal(sampled.sample, monitor_steps.read_window(small, start).sample)  # seeded
+    reseeded = monitor_steps.read_window(small.model_copy(update={"random_state": 7}), start).sample
+    assert not reseeded.equals(sampled.sample)
+    # Uniform: the sample is the window in small (its measures as spread, the islands as shared).
+    for name in ("flipper_length_mm", "body_mass_g"):
+        assert abs(sampled.sample[name].mean() - whole.sample[name].mean()) < 0.2 * whole.sample[name].std()
+    island_share = whole.sample["island"].value_counts(normalize=True)
+    assert (sampled.sample["island"].value_counts(normalize=True) - island_share).abs().max() < 0.07
+
+    now = NOW + timedelta(seconds=1)
+    full_report, _, _ = monitor_steps.build_report(settings, RUN, now, whole)
+    report, _, _ = monitor_steps.build_report(small, RUN, now, sampled)
+    assert (report["n_predictions"], report["n_sampled"]) == (3000, 500)
+    assert full_report["n_sampled"] == 3000 and "sample" not in full_report["message"]
+    assert "Judged on a seeded sample of 500 of the 3,000 predictions" in report["message"]
+    assert report["drifted_features"] == full_report["drifted_features"] == ["flipper_length_mm"]
+    for name, result in report["features"].items():  # the statistics: those of the whole window, nearly
+        full = full_report["features"][name]
+        assert result["psi"] == pytest.approx(full["psi"], rel=0.2, abs=0.1)
+        if result["test"] == "ks":  # (a chi-square statistic grows with the count; a KS distance does not)
+            assert result["statistic"] == pytest.approx(full["statistic"], abs=0.08)

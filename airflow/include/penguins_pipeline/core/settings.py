@@ -64,6 +64,9 @@ class PipelineSettings(BaseSettings):
     drift_p_value: float = Field(0.01, gt=0, lt=1)
     drift_psi: float = Field(0.2, ge=0)
     drift_keep_reports: int = Field(24, ge=1)
+    # The statistics are computed on at most this many of the window's predictions, a uniform sample seeded
+    # with RANDOM_STATE: the memory of a run stays bounded however many predictions the window holds.
+    drift_sample_rows: int = Field(100_000, ge=100)
 
     @field_validator("max_depth", mode="before")
     @classmethod

@@ -1,7 +1,9 @@
 """A drift report on disk: `drift.json` and a self-contained `drift.html`, published so no reader sees half.
 
-`reports/<report id>/` is written in a hidden folder, fsynced, renamed into place; `reports/latest.json` is
-replaced atomically, last (as `current.json` for model versions). The page carries plotly.js inline: it works
+`reports/<report id>/` is written in a hidden folder, fsynced, renamed into place under a name of its own
+(`<publish time>-<run id>`: a retry of a run never touches the folder `latest.json` names); `reports/
+latest.json` is replaced atomically, last (as `current.json` for model versions); older reports, and the
+earlier attempts of a retried run, are pruned only after that. The page carries plotly.js inline: it works
 offline, from the API or opened as a file.
 """
 
@@ -11,6 +13,7 @@ import os
 import secrets
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +91,14 @@ def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: p
     """The whole page; plotly.js inline (no request leaves the page)."""
     window = {key: report["window"][key][:16].replace("T", " ") for key in ("start", "end")}
     headline = html.escape(report["message"])
+    sampled = (
+        f" (judged on a seeded sample of {report['n_sampled']})"
+        if report["n_sampled"] < report["n_predictions"]
+        else ""
+    )
     facts = (
         f"Model version <code>{html.escape(str(report['model_version']))}</code>; "
-        f"{report['n_predictions']} predictions from {html.escape(window['start'])} to "
+        f"{report['n_predictions']} predictions{sampled} from {html.escape(window['start'])} to "
         f"{html.escape(window['end'])} (UTC); thresholds: p-value &lt; {report['thresholds']['p_value']} "
         f"and PSI &ge; {report['thresholds']['psi']}; report {html.escape(report['run_id'])}, "
         f"written {html.escape(report['created_at'])}."
@@ -126,10 +134,11 @@ tr.drifted td {{ background: #fde8e8; font-weight: 600; }}
 def publish(
     artifacts_dir: Path, report: dict[str, Any], training: pd.DataFrame | None, recent: pd.DataFrame | None
 ) -> Path:
-    """Write the report's folder under a hidden name, rename it into place, then point latest.json at it."""
+    """Write the report's folder under a hidden name, rename it into place under a new name, then point
+    latest.json at it. Nothing is replaced or removed here: what latest.json named stays until `prune`."""
     folder = reports_dir(artifacts_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    name = contract.report_id(report["run_id"])
+    name = contract.report_id(report["run_id"], datetime.now(UTC))
     staging = folder / f"{STAGING_PREFIX}{name}-{secrets.token_hex(4)}"
     staging.mkdir()
     try:
@@ -137,9 +146,7 @@ def publish(
         write_file(staging / contract.REPORT_HTML, render_html(report, training, recent))
         fsync_path(staging)
         target = folder / name
-        if target.exists():  # a retry of the same run: its new report replaces the old one
-            remove_folder(target)
-        os.rename(staging, target)
+        os.rename(staging, target)  # a new name; an existing (non-empty) folder makes it fail, never replaced
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -150,16 +157,20 @@ def publish(
 
 
 def prune(artifacts_dir: Path, keep: int, stale_after: float = STALE_STAGING_SECONDS) -> list[str]:
-    """Keep the newest `keep` reports and the one latest.json names; drop what killed writers left."""
+    """Keep the newest `keep` reports and the one latest.json names; drop the earlier attempts of a retried
+    run (its newest replaces them) and what killed writers left."""
     folder = reports_dir(artifacts_dir)
     if not folder.is_dir():
         return []
     latest = contract.latest_report(artifacts_dir)
     reports = sorted(
         (p for p in folder.iterdir() if p.is_dir() and contract.REPORT_ID_PATTERN.fullmatch(p.name)),
-        key=lambda p: p.stat().st_mtime,
+        key=lambda p: (p.stat().st_mtime, p.name),
     )
-    doomed = [p for p in reports[: max(len(reports) - keep, 0)] if p != latest]
+    newest_of_run = {contract.report_run(p.name) or p.name: p for p in reports}  # the last one wins
+    superseded = [p for p in reports if newest_of_run[contract.report_run(p.name) or p.name] != p]
+    kept = [p for p in reports if p not in superseded]
+    doomed = [p for p in superseded + kept[: max(len(kept) - keep, 0)] if p != latest]
     now = time.time()
     stale = [
         p

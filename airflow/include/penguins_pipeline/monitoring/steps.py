@@ -10,11 +10,14 @@ Testable without Airflow.
 
 import json
 import logging
-from dataclasses import asdict
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -26,6 +29,8 @@ from penguins_pipeline.monitoring import drift, drift_report, predictions_log
 
 log = logging.getLogger(__name__)
 REPORT_SCHEMA_VERSION = 1
+# Rows fetched at a time while sampling the window.
+SAMPLE_CHUNK_ROWS = 20_000
 
 
 def load(settings: PipelineSettings) -> dict[str, Any]:
@@ -41,17 +46,76 @@ def load(settings: PipelineSettings) -> dict[str, Any]:
     return {**asdict(loaded), "retention": asdict(retention)}
 
 
-def read_window(settings: PipelineSettings, start: datetime) -> pd.DataFrame:
-    """The predictions answered since `start` (UTC), oldest first."""
+@dataclass
+class Window:
+    """The predictions of the drift window, in bounded memory whatever their number: how many per model
+    version (counted in SQL), and a seeded sample of the newest version's (all of them when few enough)."""
+
+    versions: dict[str, int]
+    model_version: str | None  # the newest: the one that answered the latest prediction
+    rows: int  # the newest version's predictions in the window
+    sample: pd.DataFrame  # FEATURES and TARGET of at most DRIFT_SAMPLE_ROWS of them
+
+
+def read_window(settings: PipelineSettings, start: datetime) -> Window:
+    """The predictions answered since `start` (UTC): counted per version in SQL, the newest version's sampled.
+
+    The sample is uniform and seeded (RANDOM_STATE): each streamed row gets a random priority and the
+    DRIFT_SAMPLE_ROWS lowest are kept, so memory holds the sample and one chunk, never the window. On MySQL
+    a seeded `RAND(seed) < p` (a little over the sample's share) thins the rows in the server first, so only
+    about the sample crosses the wire: one scan of the window, no sort (`ORDER BY RAND()` sorts all of it)."""
     engine = store.make_engine(settings.penguins_db_url)
+    naive_start = start.replace(tzinfo=None)
     try:
         table, _ = predictions_log.create_tables(engine)
-        columns = [table.c[name] for name in ("time", "model_version", *FEATURES, TARGET)]
-        query = sa.select(*columns).where(table.c.time >= start.replace(tzinfo=None)).order_by(table.c.time)
+        in_window = table.c.time >= naive_start
+        counts = sa.select(table.c.model_version, sa.func.count(), sa.func.max(table.c.time)).where(in_window)
         with engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in columns])
+            per_version = conn.execute(counts.group_by(table.c.model_version)).all()
+        columns = [*FEATURES, TARGET]
+        if not per_version:
+            return Window({}, None, 0, pd.DataFrame(columns=columns))
+        version, rows, _ = max(per_version, key=lambda row: (row[2], row[0]))
+        query = sa.select(*(table.c[name] for name in columns))
+        query = query.where(in_window, table.c.model_version == version)
+        wanted = settings.drift_sample_rows
+        if rows > wanted and engine.dialect.name == "mysql":
+            # A margin of five standard deviations: fewer than `wanted` rows pass with a negligible chance.
+            share = min((wanted + 5 * math.sqrt(wanted) + 10) / rows, 1.0)
+            query = query.where(sa.func.rand(settings.random_state) < share)
+        with engine.connect().execution_options(stream_results=True, yield_per=SAMPLE_CHUNK_ROWS) as conn:
+            chunks = conn.execute(query).partitions()
+            sample = seeded_sample(chunks, columns, wanted, settings.random_state)
+        versions = {str(name): int(count) for name, count, _ in per_version}
+        return Window(versions, str(version), int(rows), sample)
     finally:
         engine.dispose()
+
+
+def seeded_sample(
+    chunks: Iterable[Sequence[Sequence[Any]]], columns: list[str], size: int, seed: int
+) -> pd.DataFrame:
+    """A uniform sample of at most `size` of the rows of `chunks` (all of them when fewer), the same for the
+    same rows in the same order and `seed`; holds at most twice `size` rows plus one chunk."""
+    rng = np.random.default_rng(seed)
+    frames: list[pd.DataFrame] = []
+    priorities: list[np.ndarray] = []
+
+    def lowest(keep: int) -> None:
+        """Keep the `keep` rows of lowest priority, in that order."""
+        frame, priority = pd.concat(frames, ignore_index=True), np.concatenate(priorities)
+        chosen = np.argsort(priority, kind="stable")[:keep]
+        frames[:], priorities[:] = [frame.iloc[chosen].reset_index(drop=True)], [priority[chosen]]
+
+    for chunk in chunks:
+        frames.append(pd.DataFrame.from_records(list(map(tuple, chunk)), columns=columns))
+        priorities.append(rng.random(len(chunk)))
+        if sum(map(len, priorities)) > 2 * size:
+            lowest(size)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    lowest(size)
+    return frames[0]
 
 
 def read_training(settings: PipelineSettings, version: str) -> pd.DataFrame | None:
@@ -69,26 +133,28 @@ def read_training(settings: PipelineSettings, version: str) -> pd.DataFrame | No
 
 
 def build_report(
-    settings: PipelineSettings, run_id: str, now: datetime, window: pd.DataFrame
+    settings: PipelineSettings, run_id: str, now: datetime, window: Window
 ) -> tuple[dict[str, Any], pd.DataFrame | None, pd.DataFrame | None]:
-    """The report's JSON, and the training and recent rows it compared (None when nothing was judged)."""
+    """The report's JSON, and the training and recent rows it compared (None when nothing was judged). The
+    statistics are computed on the window's sample: `n_predictions` counts the version's predictions in the
+    window, `n_sampled` those judged."""
     start = now - timedelta(hours=settings.drift_window_hours)
-    versions = window["model_version"].value_counts().to_dict() if len(window) else {}
-    version = str(window["model_version"].iloc[-1]) if len(window) else None
-    recent = window[window["model_version"] == version] if version else window
+    version, recent = window.model_version, window.sample
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run_id": run_id,
         "created_at": now.isoformat(),
         "model_version": version,
         "window": {"start": start.isoformat(), "end": now.isoformat(), "hours": settings.drift_window_hours},
-        "n_predictions": len(recent),
+        "n_predictions": window.rows,
+        "n_sampled": len(recent),
         "n_training": 0,
-        "versions_in_window": {str(v): int(n) for v, n in versions.items()},
+        "versions_in_window": window.versions,
         "thresholds": {
             "p_value": settings.drift_p_value,
             "psi": settings.drift_psi,
             "min_records": settings.drift_min_records,
+            "sample_rows": settings.drift_sample_rows,
         },
         "status": "not_enough_data",
         "drifted": False,
@@ -96,9 +162,9 @@ def build_report(
         "features": {},
         "species": None,
     }
-    if len(recent) < settings.drift_min_records:
+    if window.rows < settings.drift_min_records:
         report["message"] = (
-            f"Not enough data: {len(recent)} predictions of model {version or '(none)'} in the last "
+            f"Not enough data: {window.rows} predictions of model {version or '(none)'} in the last "
             f"{settings.drift_window_hours:g} hours, at least {settings.drift_min_records} are needed "
             "(DRIFT_MIN_RECORDS). Nothing is flagged."
         )
@@ -128,6 +194,12 @@ def build_report(
             f"Drift in {', '.join(drifted)}."
             if drifted
             else "No drift: every feature and the species are stable."
+        )
+        + (
+            f" Judged on a seeded sample of {len(recent):,} of the {window.rows:,} predictions "
+            "(DRIFT_SAMPLE_ROWS)."
+            if len(recent) < window.rows
+            else ""
         ),
     )
     return report, training, recent
