@@ -73,8 +73,9 @@ class MlflowRest:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def get(self, path: str, **params: str) -> dict:
-        response = httpx.get(f"{self.url}/api/2.0/mlflow/{path}", params=params, timeout=60)
+    def get(self, endpoint: str, /, **params: str) -> dict:
+        """GET an endpoint of MLflow's REST API; `params` may hold one named `path` (artifacts/list's)."""
+        response = httpx.get(f"{self.url}/api/2.0/mlflow/{endpoint}", params=params, timeout=60)
         assert response.status_code == 200, response.text
         return response.json()
 
