@@ -36,13 +36,13 @@ POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 RunDag = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_tracking_by_default() -> Iterator[None]:
+@pytest.fixture(autouse=True)
+def no_tracking_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests train without MLflow unless they test it (they pass MLFLOW_TRACKING_URI then): natively the
-    setting defaults to a server on 127.0.0.1:5000, which may be a developer's own."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", "")
-        yield
+    setting defaults to a server on 127.0.0.1:5000, which may be a developer's own. Set again for every test:
+    `mlflow.set_tracking_uri` writes the variable into the process's environment, so a tracking test would
+    otherwise hand its (stopped) server to every test after it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
 
 
 @pytest.fixture
