@@ -10,7 +10,9 @@ mlflow_sql_string() {  # a quoted SQL string literal
   printf "'%s'" "${value//\'/\\\'}"
 }
 
-MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-${root_pw:-}}" mysql --protocol=socket -uroot <<SQL
+root_password=${MYSQL_ROOT_PASSWORD:-}
+[ -n "${root_password}" ] || root_password=${root_pw:-}
+MYSQL_PWD="${root_password}" mysql --protocol=socket -uroot <<SQL
 CREATE DATABASE IF NOT EXISTS \`mlflow\`;
 CREATE USER IF NOT EXISTS $(mlflow_sql_string "${MLFLOW_DB_USER}")@'%'
   IDENTIFIED BY $(mlflow_sql_string "${MLFLOW_DB_PASSWORD}");
