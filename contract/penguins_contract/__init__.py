@@ -16,6 +16,14 @@ from penguins_contract.checksums import (
 from penguins_contract.current import read_current
 from penguins_contract.errors import ContractError, translated
 from penguins_contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PHYSICAL_BOUNDS
+from penguins_contract.feedback import (
+    FEEDBACK_FIELDS,
+    FEEDBACK_FILE_PREFIX,
+    FEEDBACK_KEY,
+    LOG_FILE_PATTERN,
+    PREDICTIONS_FILE_PREFIX,
+    FeedbackRecord,
+)
 from penguins_contract.layout import (
     CURRENT_FILE,
     MANIFEST_FILE,
@@ -55,13 +63,18 @@ __all__ = [
     "CATEGORICAL_FEATURES",
     "CURRENT_FILE",
     "FEATURES",
+    "FEEDBACK_FIELDS",
+    "FEEDBACK_FILE_PREFIX",
+    "FEEDBACK_KEY",
     "LATEST_REPORT_FILE",
+    "LOG_FILE_PATTERN",
     "MANIFEST_FILE",
     "MODELS_DIR",
     "MODEL_FILES",
     "NUMERIC_FEATURES",
     "PCA_TOLERANCE",
     "PHYSICAL_BOUNDS",
+    "PREDICTIONS_FILE_PREFIX",
     "PREDICTION_ENDPOINTS",
     "PREDICTION_FIELDS",
     "PREDICTION_ID_PATTERN",
@@ -79,6 +92,7 @@ __all__ = [
     "VERSION_PATTERN",
     "VIZ_FILE",
     "ContractError",
+    "FeedbackRecord",
     "PredictionEndpoint",
     "PredictionRecord",
     "categories_key",
