@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 READY_TIMEOUT_S = 120.0
+REPO = Path(__file__).resolve().parents[1]
 
 
 def command(port: int, backend_uri: str, artifacts_destination: str, host: str = "127.0.0.1") -> list[str]:
@@ -50,6 +51,12 @@ def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
     }
+
+
+def embedded_root(env: Mapping[str, str]) -> Path:
+    """The embedded server's folder, STACK_MLFLOW_DIR: relative to the repository, so that `make run` and
+    `make pipeline` find the same one whatever their working directory."""
+    return (REPO / Path(env.get("STACK_MLFLOW_DIR") or ".local/mlflow").expanduser()).resolve()
 
 
 def local_paths(root: Path) -> tuple[str, str]:

@@ -86,7 +86,7 @@ class StackConfig:
             admin_user=env.get("AIRFLOW_ADMIN_USER") or "admin",
             admin_password=env.get("AIRFLOW_ADMIN_PASSWORD") or "admin",
             mlflow_port=_port(env, "MLFLOW_PORT", 5000),
-            mlflow_dir=repo_path(env.get("STACK_MLFLOW_DIR") or ".local/mlflow"),
+            mlflow_dir=mlflow_server.embedded_root(env),
             own_mlflow="MLFLOW_TRACKING_URI" not in env,
         )
         for first, second in combinations(config.ports().items(), 2):

@@ -5,6 +5,7 @@ A missing service is a failure, never a skip: CI (`.ci/run`) starts MariaDB and 
 """
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -103,6 +104,13 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
     return home
+
+
+@pytest.fixture
+def airflow_environment(airflow_home: Path) -> Callable[..., dict[str, str]]:
+    """`airflow_environment(**overrides)`: airflow_env with the session's migrated AIRFLOW_HOME, for a test
+    that runs Airflow its own way (through make, say)."""
+    return functools.partial(airflow_env, airflow_home)
 
 
 @pytest.fixture

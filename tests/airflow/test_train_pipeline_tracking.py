@@ -117,6 +117,45 @@ def test_a_run_is_recorded_registered_and_its_champion_answers_as_the_api(
     np.testing.assert_allclose(from_mlflow, from_api, rtol=0, atol=1e-12)
 
 
+def test_make_pipeline_records_into_the_embedded_server_it_starts_and_the_run_is_there_afterwards(
+    airflow_environment: Callable[..., dict[str, str]],
+    mlflow_at: Callable[..., Any],
+    mlflow_rest: "type[MlflowRest]",
+    tmp_path: Path,
+) -> None:
+    """What a user runs: nothing answers at MLFLOW_TRACKING_URI, so `make pipeline` starts the embedded server
+    (STACK_MLFLOW_DIR) for its duration; the server the stack starts later on that folder holds the run."""
+    port = free_port()
+    root, stored = tmp_path / "artifacts", tmp_path / "mlflow"
+    env = airflow_environment(
+        PENGUINS_DB_URL=f"sqlite:///{tmp_path / 'penguins.db'}",
+        ARTIFACTS_DIR=str(root),
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}",
+        STACK_MLFLOW_DIR=str(stored),
+    )
+    done = subprocess.run(
+        ["make", "-C", str(REPO), "pipeline"], env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    assert f"starting the embedded one ({stored})" in done.stdout
+    assert (stored / "mlflow.db").is_file()
+
+    version = artifacts.read_current(root)
+    manifest = artifacts.read_manifest(artifacts.version_dir(root, version))
+    with mlflow_at(stored, port) as url:
+        rest = mlflow_rest(url)
+        [run] = rest.runs(f"tags.{registry.TAG_VERSION} = '{version}'")
+        assert run["info"]["status"] == "FINISHED"
+        assert rest.keyed(run["data"]["metrics"])["accuracy"] == manifest["metrics"]["accuracy"]
+        listed = rest.get("artifacts/list", run_id=run["info"]["run_id"], path=registry.RUN_SERVING_DIR)
+        assert sorted(Path(f["path"]).name for f in listed["files"]) == [
+            contract.MANIFEST_FILE,
+            contract.SERVING_FILE,
+        ]
+        [registered] = rest.registered(version)
+        assert rest.aliased(registry.CHAMPION)["version"] == registered["version"]
+
+
 def test_rollbacks_move_the_champion_alias_with_current_json(
     run_dag: "RunDag",
     mlflow_server: "MlflowServer",
