@@ -32,7 +32,7 @@ lock: install  ## re-resolve requirements.lock after editing a requirements file
 	$(BIN)/uv pip compile -q --python-version 3.11 requirements-dev.txt -o requirements.lock
 
 test: install  ## the full test suite (what CI runs), without the slow checks of `make reliability`
-	$(BIN)/pytest -m "not slow and not compose"
+	$(BIN)/pytest -m "not slow and not compose" --durations=30
 
 test-compose: install  ## the compose stack for real on the engine DOCKER_HOST / the Docker CLI reaches
 	$(BIN)/pytest -m compose tests/deploy/test_compose_stack.py

@@ -16,7 +16,6 @@ before) up to a size. Results go to bench/results/monitor_scale.json.
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / folder) for folder in ("contract", "airflow/include", "scripts")]
 
 from prediction_logs import records, shifted, write_log  # noqa: E402
+from provenance import provenance  # noqa: E402
 from scratch_database import scratch_database  # noqa: E402
 
 from penguins_pipeline.core import store  # noqa: E402
@@ -251,12 +251,8 @@ def main() -> None:
         print(json.dumps(check_here(url, rest[0], int(rest[1])) if kind == "check" else naive_here(url)))
         return
     sizes = sorted(int(size) // BASE_ROWS * BASE_ROWS for size in args.rows.split(","))
-    results = {
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "store": "mariadb",
-        **run(sizes, args.sample_rows, args.naive_max, args.order_by_rand_max),
-    }
+    figures = run(sizes, args.sample_rows, args.naive_max, args.order_by_rand_max)
+    results = {**provenance(), "store": "mariadb", **figures}
     print(json.dumps(results["summary"], indent=2))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     partial = args.results.with_suffix(".json.tmp")

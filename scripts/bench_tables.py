@@ -341,12 +341,51 @@ def compose(results: dict[str, Any]) -> str:
     )
 
 
+def native_stack(results: dict[str, Any]) -> str:
+    """bench/native_stack.py: `make run` from an empty state, its memory, and the registry's timings."""
+    pss = results["pss_mb"]
+    timings = [
+        ("start_to_first_prediction_s", "`make run` on an empty state → first served prediction, s"),
+        ("up_s", "of which: every server up (DAGs paused), s"),
+        ("unpaused_to_first_prediction_s", "of which: DAGs unpaused → data, training, first prediction, s"),
+        ("sweep_s", "`make sweep` (24 variations recorded, the best registered), s"),
+        (
+            "alias_move_to_served_s",
+            "`champion` moved over REST → served by an API in `MODEL_REGISTRY=mlflow`, s",
+        ),
+        ("stop_s", "Ctrl-C (SIGTERM) → every process gone, s"),
+    ]
+    components = sorted(set(pss["idle_by_component"]) | set(pss["peak_by_component"]))
+    memory = [
+        [
+            f"`{name}`",
+            number(pss["idle_by_component"].get(name, "—"), 0),
+            number(pss["peak_by_component"].get(name, "—"), 0),
+        ]
+        for name in components
+    ]
+    return "\n\n".join(
+        [
+            "**Native stack** (`make bench` → `bench/results/native_stack.json`: `scripts/run_stack.py`, "
+            "what `make run` starts, MLflow included, on free ports and an empty state). "
+            + machine_line(results),
+            table(["measure", "value"], [[text, number(results.get(key, "—"), 1)] for key, text in timings]),
+            f"Memory (PSS summed per component, MB; the goal is under {number(pss['limit'], 0)} MB in all):",
+            table(
+                ["component", "idle", "peak, first training"],
+                [*memory, ["**total**", number(pss["idle_total"], 0), number(pss["peak_total"], 0)]],
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "serving.json": (serving, "`make bench`"),
     "vs_mlserver.json": (vs_mlserver, "`make bench`"),
     "pipeline_scale.json": (pipeline_scale, SCALE_COMMAND),
     "reliability.json": (reliability, RELIABILITY_COMMAND),
     "compose.json": (compose, COMPOSE_COMMAND),
+    "native_stack.json": (native_stack, "`make bench`"),
 }
 
 

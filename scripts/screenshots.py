@@ -2,8 +2,8 @@
 
 Starts `scripts/run_stack.py` (what `make run` runs) on free ports with all of its state in a temporary
 folder (the user's `.local/` and `artifacts/` are never touched), lets the first run train by itself as a
-user's would, then drives Debian's headless Chromium through the Airflow UI (logged in as admin/admin) and the
-API's page, and stops the stack. Nothing is mocked: every picture is of a real run.
+user's would, then drives Debian's headless Chromium through the Airflow UI (logged in as admin/admin), the
+API's page and MLflow's UI, and stops the stack. Nothing is mocked: every picture is of a real run.
 
     make screenshots                          # or: .venv/bin/python scripts/screenshots.py --keep-state
 """
@@ -27,6 +27,8 @@ from urllib.parse import quote
 import httpx
 from free_port import free_port
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+
+from penguins_contract import registry
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -58,6 +60,8 @@ IMAGES = {
     "api-page.png": "the API page with a model, before a prediction",
     **{f"predict-{name.lower()}.png": f"a real {name} penguin predicted, with its chart" for name in SPECIES},
     "monitoring-report.png": "monitor_pipeline's drift report at /monitoring, after shifted predictions",
+    "mlflow-runs.png": "MLflow's experiment penguins: a run per training, with the version each registered",
+    "mlflow-model.png": "MLflow's registered model penguins: its versions and the champion alias",
 }
 # Real penguins sent with their flippers this much longer, for the report to have a drift to show.
 FLIPPER_SHIFT_MM = 15
@@ -91,9 +95,10 @@ class Stack:
 
     def __init__(self, state: Path) -> None:
         self.state = state
-        self.api_port, self.airflow_port = free_port(), free_port()
+        self.api_port, self.airflow_port, self.mlflow_port = free_port(), free_port(), free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.airflow_url = f"http://127.0.0.1:{self.airflow_port}"
+        self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
         self.output = state / "supervisor.out"
         self.process: subprocess.Popen[bytes] | None = None
         self.rest = httpx.Client(base_url=self.airflow_url, timeout=30)
@@ -106,8 +111,10 @@ class Stack:
             "STACK_LOG_DIR": str(self.state / "logs"),
             "ARTIFACTS_DIR": str(self.state / "artifacts"),
             "PENGUINS_DB_URL": f"sqlite:///{self.state / 'penguins.db'}",
+            "STACK_MLFLOW_DIR": str(self.state / "mlflow"),
             "AIRFLOW_PORT": str(self.airflow_port),
             "API_PORT": str(self.api_port),
+            "MLFLOW_PORT": str(self.mlflow_port),
             "API_HOST": "127.0.0.1",
         }
 
@@ -179,6 +186,19 @@ class Stack:
                 return None
             latest[dag_id] = run
         return latest
+
+    def run_dag(self, dag_id: str, timeout: float = 600) -> None:
+        """Trigger a run as the UI's button does and wait for it to succeed."""
+        response = self.rest.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        response.raise_for_status()
+        run_id = quote(response.json()["dag_run_id"], safe="")
+
+        def ended() -> str | None:
+            state = self.rest.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+            return state if state in ("success", "failed") else None
+
+        if self.wait_for(f"the {dag_id} run", ended, timeout) != "success":
+            raise ScreenshotError(f"{dag_id} failed; logs in {self.state}")
 
 
 @contextmanager
@@ -276,20 +296,31 @@ def shoot_monitoring(browser: Browser, stack: Stack, out: Path) -> None:
     answered = httpx.post(f"{stack.api_url}/predict/batch", json={"instances": instances}, timeout=30)
     answered.raise_for_status()
     time.sleep(0.5)  # past the prediction log's flush period
-    response = stack.rest.post("/api/v2/dags/monitor_pipeline/dagRuns", json={"logical_date": None})
-    response.raise_for_status()
-    run_id = quote(response.json()["dag_run_id"], safe="")
-
-    def ended() -> str | None:
-        state = stack.rest.get(f"/api/v2/dags/monitor_pipeline/dagRuns/{run_id}").json()["state"]
-        return state if state in ("success", "failed") else None
-
-    if stack.wait_for("the monitor_pipeline run", ended, 300) != "success":
-        raise ScreenshotError(f"monitor_pipeline failed; logs in {stack.state}")
+    stack.run_dag("monitor_pipeline", 300)
     page = new_page(browser)
     page.goto(f"{stack.api_url}/monitoring")
     expect(page.locator("#distributions .main-svg").first).to_be_visible()
     save(page, out, "monitoring-report.png")
+    page.close()
+
+
+def shoot_mlflow(browser: Browser, stack: Stack, out: Path) -> None:
+    """A second training (two runs to compare, the champion alias moved to the newer version), then MLflow's
+    UI: the experiment's runs and the registered model."""
+    stack.run_dag("train_pipeline")
+    mlflow = httpx.Client(base_url=f"{stack.mlflow_url}/api/2.0/mlflow", timeout=30)
+    experiment = mlflow.get("/experiments/get-by-name", params={"experiment_name": registry.EXPERIMENT})
+    experiment_id = experiment.json()["experiment"]["experiment_id"]
+    runs = mlflow.post("/runs/search", json={"experiment_ids": [experiment_id]}).json()["runs"]
+    page = new_page(browser)
+    page.goto(f"{stack.mlflow_url}/#/experiments/{experiment_id}/runs")
+    for run in runs:
+        expect(page.get_by_text(run["info"]["run_name"]).first).to_be_visible()
+    page.get_by_role("button", name="Close", exact=True).click()  # the assistant's panel: room for the table
+    save(page, out, "mlflow-runs.png")
+    page.goto(f"{stack.mlflow_url}/#/models/{registry.REGISTERED_MODEL}")
+    expect(page.get_by_text(registry.CHAMPION).first).to_be_visible()
+    save(page, out, "mlflow-model.png")
     page.close()
 
 
@@ -320,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             shoot_airflow(browser, stack, runs, out)
             shoot_api(browser, stack, out)
             shoot_monitoring(browser, stack, out)
+            shoot_mlflow(browser, stack, out)
     except ScreenshotError as error:
         keep = True
         print(f"make screenshots: {error}", file=sys.stderr)
