@@ -17,7 +17,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorMessage,
         "description": f"{NO_MODEL_YET}; or PREDICTIONS_LOG=false (feedback is not kept); or {LOG_LAGS}",
     },
-    413: {"model": ErrorMessage, "description": "Body over API_MAX_BODY_BYTES"},
+    413: {"model": ErrorMessage, "description": "Body over API_MAX_BATCH_BODY_BYTES"},
 }
 
 
