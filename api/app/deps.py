@@ -1,14 +1,14 @@
 """Typed dependencies of the routes. All async: a sync dependency would cost a thread hop per request."""
 
 import secrets
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.config import Settings
 from app.model_store import NO_MODEL_YET, ModelStore, PredictBatcher
-from app.prediction_log import RequestRecorder
+from app.prediction_log import FeedbackLog, RequestRecorder
 from app.predictor import Predictor
 
 
@@ -27,6 +27,10 @@ def _store(request: Request) -> ModelStore:
 
 
 Part = TypeVar("Part")
+FEEDBACK_NOT_KEPT = (
+    "feedback is not kept: this server runs with PREDICTIONS_LOG=false, and labels are written beside the "
+    "prediction log; set PREDICTIONS_LOG=true (and PREDICTIONS_DIR) to accept feedback"
+)
 
 
 def _served(part: Part | None) -> Part:
@@ -53,27 +57,53 @@ async def get_recorder(request: Request) -> RequestRecorder:
     return RequestRecorder(request.app.state.prediction_log, request.state.request_id)
 
 
-async def batch_within_limit(request: Request, settings: Annotated[Settings, Depends(app_settings)]) -> None:
-    """/predict/batch's instances counted on the parsed JSON, before pydantic validates them one by one: a
-    body of tens of thousands of penguins is refused without validating any (FastAPI solves dependencies
-    before it validates the body, and parsed it already: `request.json()` returns that parse)."""
-    try:
-        body = await request.json()
-    except ValueError:  # not JSON at all: the body's validation says so
-        return
-    instances = body.get("instances") if isinstance(body, dict) else None
-    if isinstance(instances, list) and len(instances) > settings.api_max_batch_size:
+def _too_many(items: Any, settings: Settings, loc: list[str], what: str) -> None:
+    """422 when `items` (the parsed JSON) is a list of more than API_MAX_BATCH_SIZE."""
+    if isinstance(items, list) and len(items) > settings.api_max_batch_size:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [
                 {
                     "type": "too_long",
-                    "loc": ["body", "instances"],
-                    "msg": f"at most {settings.api_max_batch_size} instances per batch (API_MAX_BATCH_SIZE), "
-                    f"got {len(instances)}",
+                    "loc": loc,
+                    "msg": f"at most {settings.api_max_batch_size} {what} per request (API_MAX_BATCH_SIZE), "
+                    f"got {len(items)}",
                 }
             ],
         )
+
+
+async def _parsed_body(request: Request) -> Any:
+    """The body as FastAPI parsed it already (`request.json()` returns that parse); None if not JSON (the
+    body's validation says so)."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+async def batch_within_limit(request: Request, settings: Annotated[Settings, Depends(app_settings)]) -> None:
+    """/predict/batch's instances counted on the parsed JSON, before pydantic validates them one by one: a
+    body of tens of thousands of penguins is refused without validating any (FastAPI solves dependencies
+    before it validates the body)."""
+    body = await _parsed_body(request)
+    instances = body.get("instances") if isinstance(body, dict) else None
+    _too_many(instances, settings, ["body", "instances"], "instances")
+
+
+async def feedback_within_limit(
+    request: Request, settings: Annotated[Settings, Depends(app_settings)]
+) -> None:
+    """POST /feedback's labels counted as /predict/batch's instances are, before any is validated."""
+    _too_many(await _parsed_body(request), settings, ["body"], "labels")
+
+
+async def get_feedback_log(request: Request) -> FeedbackLog:
+    """This worker's feedback log, or 503 with PREDICTIONS_LOG=false: a label never kept is never taken."""
+    feedback_log: FeedbackLog | None = request.app.state.feedback_log
+    if feedback_log is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, FEEDBACK_NOT_KEPT)
+    return feedback_log
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
@@ -81,6 +111,7 @@ StoreDep = Annotated[ModelStore, Depends(get_store)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 BatcherDep = Annotated[tuple[Predictor, PredictBatcher], Depends(get_batcher)]
 RecorderDep = Annotated[RequestRecorder, Depends(get_recorder)]
+FeedbackLogDep = Annotated[FeedbackLog, Depends(get_feedback_log)]
 
 _bearer = HTTPBearer(auto_error=False, description="WARMUP_TOKEN, when the server sets one")
 

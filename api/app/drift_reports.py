@@ -1,6 +1,6 @@
 """The newest drift report of `monitor_pipeline` (ARTIFACTS_DIR/reports, see penguins_contract.reports), read
-for /monitoring and for the drift gauges of /metrics. Read on every use: a report is a few kilobytes of JSON
-(and the page a few megabytes), and a new one appears at most once per pipeline run."""
+for /monitoring and for the drift and live-accuracy gauges of /metrics. Read on every use: a report is a few
+kilobytes of JSON (and the page a few megabytes), and a new one appears at most once per pipeline run."""
 
 import json
 import logging
@@ -55,8 +55,8 @@ def latest_report(artifacts_dir: Path) -> dict[str, Any] | None:
 
 
 class DriftCollector(Collector):
-    """The newest report's per-feature statistics and flags as gauges, read when /metrics is scraped (so every
-    worker answers the same, in multiprocess mode too)."""
+    """The newest report's per-feature statistics and flags, and its live accuracy, as gauges, read when
+    /metrics is scraped (so every worker answers the same, in multiprocess mode too)."""
 
     def __init__(self, artifacts_dir: Path) -> None:
         self.artifacts_dir = artifacts_dir
@@ -71,7 +71,8 @@ class DriftCollector(Collector):
             return
         try:
             yield from _gauges(report)
-        except (KeyError, TypeError, ValueError) as err:
+            yield from _live_gauges(report.get("live"))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             log.warning("drift gauges left out: the newest report lacks %s", err)
 
 
@@ -107,3 +108,36 @@ def _gauges(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
         for key, family in families.items():
             family.add_metric([feature], float(result[key]))
     yield from families.values()
+
+
+def _live_gauges(live: dict[str, Any] | None) -> Iterator[GaugeMetricFamily]:
+    """The report's `live` section (labelled predictions, monitor_pipeline's live accuracy), when it has one:
+    reports written before feedback existed have none, and yield no live gauges."""
+    if live is None:
+        return
+    accuracy = GaugeMetricFamily(
+        "penguin_live_accuracy",
+        "Accuracy on the labelled predictions of the newest report's window, by model version",
+        labels=["model_version"],
+    )
+    labelled = GaugeMetricFamily(
+        "penguin_live_labelled",
+        "Labelled predictions in the newest report's window, by model version",
+        labels=["model_version"],
+    )
+    for version, scores in live["by_version"].items():
+        labelled.add_metric([version], float(scores["labelled"]))
+        if scores["accuracy"] is not None:  # no labels: no accuracy, rather than a made-up number
+            accuracy.add_metric([version], float(scores["accuracy"]))
+    yield accuracy
+    yield labelled
+    yield GaugeMetricFamily(
+        "penguin_live_unmatched",
+        "Labels in the newest report whose prediction_id is in no loaded prediction",
+        float(live["unmatched"]),
+    )
+    yield GaugeMetricFamily(
+        "penguin_live_below_threshold",
+        "1 if live accuracy is below MIN_LIVE_ACCURACY with at least MIN_LIVE_LABELLED labels",
+        float(live["below_threshold"]),
+    )

@@ -16,8 +16,8 @@ from app.loader import LoadError
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from app.model_sources import model_source
 from app.model_store import ModelStore, NoPromotedVersionError
-from app.prediction_log import start_prediction_log
-from app.routers import docs, health, inference_v2, model, monitoring, page, predict, vendor, warmup
+from app.prediction_log import FeedbackLog, PredictionLog, start_log
+from app.routers import docs, feedback, health, inference_v2, model, monitoring, page, predict, vendor, warmup
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         freeze_the_libraries()
         store = ModelStore(model_source(settings), settings.api_near_tie_margin)
         app.state.model_store = store
-        app.state.prediction_log = prediction_log = start_prediction_log(settings)
+        app.state.prediction_log = prediction_log = start_log(settings, PredictionLog)
+        app.state.feedback_log = feedback_log = start_log(settings, FeedbackLog)
         try:
             await store.refresh()
         except (NoPromotedVersionError, LoadError) as err:
@@ -52,8 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poller
-        if prediction_log is not None:
-            prediction_log.close()  # after the last answer: uvicorn runs this once connections are done
+        for running in (prediction_log, feedback_log):
+            if running is not None:
+                running.close()  # after the last answer: uvicorn runs this once connections are done
         metrics.worker_exiting()
 
     app = FastAPI(
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for router in (
         predict.router,
+        feedback.router,
         inference_v2.router,
         model.router,
         health.router,
@@ -83,7 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.api_max_body_bytes,
-        limits_by_path={"/predict/batch": settings.api_max_batch_body_bytes},
+        limits_by_path={
+            "/predict/batch": settings.api_max_batch_body_bytes,
+            "/feedback": settings.api_max_batch_body_bytes,
+        },
         drain_limit=settings.api_max_drain_bytes,
         limits_by_pattern=[(inference_v2.INFER_PATH, settings.api_max_batch_body_bytes)],
     )

@@ -9,6 +9,7 @@ scanner cannot blow up the number of series.
 import os
 from collections import Counter as Tally
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,49 @@ MODEL_INFO = Gauge(
 MODEL_LOAD_FAILURES = Counter(
     "penguins_model_load_failures_total", "Model versions refused or unreadable, by reason", ["reason"]
 )
-# The prediction log (app/prediction_log.py), counted by its writer thread. Counters add up across workers.
-LOG_RECORDS = Counter(
-    "penguins_prediction_log_records_total", "Prediction records written to PREDICTIONS_DIR"
-)
-LOG_ERRORS = Counter(
-    "penguins_prediction_log_errors_total",
-    "Failed writes to PREDICTIONS_DIR (their records are lost), by reason",
-    ["reason"],
-)
-LOG_DROPPED = Counter(
-    "penguins_prediction_log_dropped_total",
-    "Prediction records not written, by reason: queue_full (the writer lags), write_failed (see errors)",
-    ["reason"],
+
+
+@dataclass(frozen=True, slots=True)
+class LogCounters:
+    """One log's counters (app/prediction_log.py), counted by its writer thread; summed across workers."""
+
+    records: Counter
+    errors: Counter
+    dropped: Counter
+
+
+# Every reason a log's errors and drops are counted by (app/prediction_log.py), exported at 0 from the start:
+# a series born at 1 would hide its first increase from Prometheus's increase() (prometheus/alerts.yml).
+LOG_ERROR_REASONS = ("disk_full", "permission", "folder_missing", "io_error")
+LOG_DROP_REASONS = ("queue_full", "write_failed")
+
+
+def _log_counters(log: str, what: str) -> LogCounters:
+    """`penguins_<log>_log_{records,errors,dropped}_total`: the same series for each log, names bounded."""
+    counters = LogCounters(
+        Counter(f"penguins_{log}_log_records_total", f"{what} records written to PREDICTIONS_DIR"),
+        Counter(
+            f"penguins_{log}_log_errors_total",
+            "Failed writes to PREDICTIONS_DIR (their records are lost), by reason",
+            ["reason"],
+        ),
+        Counter(
+            f"penguins_{log}_log_dropped_total",
+            f"{what} records not written, by reason: queue_full (the writer lags), write_failed (see errors)",
+            ["reason"],
+        ),
+    )
+    for reason in LOG_ERROR_REASONS:
+        counters.errors.labels(reason)
+    for reason in LOG_DROP_REASONS:
+        counters.dropped.labels(reason)
+    return counters
+
+
+PREDICTION_LOG = _log_counters("prediction", "Prediction")
+FEEDBACK_LOG = _log_counters("feedback", "Feedback")
+FEEDBACK = Counter(
+    "penguins_feedback_total", "Labels (true species) accepted by POST /feedback, by species", ["species"]
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -91,6 +122,12 @@ def count_species(species: Iterable[str]) -> None:
     """A batch's predictions, one series update per species."""
     for name, count in Tally(species).items():
         count_predictions(name, count)
+
+
+def count_feedback(species: Iterable[str]) -> None:
+    """Accepted labels, one series update per species."""
+    for name, count in Tally(species).items():
+        FEEDBACK.labels(name).inc(count)
 
 
 def set_served_version(version: str, previous: str | None) -> None:

@@ -1,5 +1,6 @@
-"""The OpenAPI schema as the server really validates: island and sex as the served model's categories (they
-change with a promotion), and /warmup's bearer token only when WARMUP_TOKEN is set."""
+"""The OpenAPI schema as the server really validates: island and sex as the served model's categories and
+/feedback's species as its classes (they change with a promotion), and /warmup's bearer token only when
+WARMUP_TOKEN is set."""
 
 import copy
 import re
@@ -55,17 +56,25 @@ def install(app: FastAPI, settings: Settings) -> None:
     def base() -> Schema:
         schema = fastapi_schema()
         inference_v2.document(schema)
+        _feedback_one_or_many(schema)
         if settings.warmup_token is None:
             _drop_warmup_auth(schema)
         return schema
 
     @lru_cache(maxsize=4)
-    def for_categories(categories: tuple[tuple[str, ...], ...]) -> Schema:
+    def for_categories(categories: tuple[tuple[str, ...], ...], classes: tuple[str, ...]) -> Schema:
         schema = copy.deepcopy(base())
-        penguin = schema["components"]["schemas"]["PenguinFeatures"]["properties"]
-        for field, names in zip(CATEGORICAL_FEATURES, categories, strict=True):
-            penguin[field]["pattern"] = category_pattern(names)
-            penguin[field]["description"] = f"One of {', '.join(names)} (any case)"
+        components = schema["components"]["schemas"]
+        fields = [
+            *(
+                (components["PenguinFeatures"]["properties"][field], names)
+                for field, names in zip(CATEGORICAL_FEATURES, categories, strict=True)
+            ),
+            (components["FeedbackLabel"]["properties"]["species"], classes),
+        ]
+        for field, names in fields:
+            field["pattern"] = category_pattern(names)
+            field["description"] = f"One of {', '.join(names)} (any case)"
         return schema
 
     def openapi() -> Schema:
@@ -73,9 +82,18 @@ def install(app: FastAPI, settings: Settings) -> None:
         if store is None or store.predictor is None:
             return base()  # no model yet: every prediction is a 503, whatever the categories
         categories = store.predictor.encoder.categories
-        return for_categories(tuple(categories[field] for field in CATEGORICAL_FEATURES))
+        return for_categories(
+            tuple(categories[field] for field in CATEGORICAL_FEATURES), store.predictor.classes
+        )
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _feedback_one_or_many(schema: Schema) -> None:
+    """POST /feedback takes one label or a list of them (schemas.FeedbackBody): both, in the schema."""
+    body = schema["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]
+    many = body["schema"]
+    body["schema"] = {"anyOf": [many["items"], many], "title": many.get("title")}
 
 
 def _drop_warmup_auth(schema: Schema) -> None:

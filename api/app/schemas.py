@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -63,6 +64,35 @@ class BatchRequest(BaseModel):
     include_neighbors: StrictBool = Field(
         False, description="Also find the 5 nearest training penguins of each"
     )
+
+
+class FeedbackLabel(BaseModel):
+    """The true species of one answered penguin, addressed by the prediction_id its answer carried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(
+        description="The prediction_id of the answer this label corrects or confirms",
+        pattern=f"^{PREDICTION_ID_PATTERN.pattern}$",
+    )
+    species: CategoryName = Field(
+        description="The true species: one of the served model's classes (any case)"
+    )
+
+
+def _one_or_many(body: Any) -> Any:
+    """A single label is a list of one: its errors name `body[0]...` as a list's first label's would."""
+    return [body] if isinstance(body, dict) else body
+
+
+# POST /feedback's body: one label or a list of them (at most API_MAX_BATCH_SIZE, checked before validation;
+# app/openapi.py documents the single one, which FastAPI's schema of the list leaves out).
+FeedbackBody = Annotated[list[FeedbackLabel], BeforeValidator(_one_or_many), Field(min_length=1)]
+
+
+class FeedbackAccepted(BaseModel):
+    accepted: int = Field(description="Labels accepted (all of the request's)")
+    feedback_ids: list[str] = Field(description="Each label's new feedback_id, in the order sent")
 
 
 class PcaPoint(BaseModel):

@@ -43,9 +43,41 @@ def make_report(
     return json.loads((Path(checked["report"]) / contract.REPORT_JSON).read_text())
 
 
-def gauges(text: str) -> dict[str, float]:
-    """`name{labels}` -> value of every penguin_drift_* sample in a /metrics answer."""
-    found = re.findall(r"^(penguin_drift_\w+(?:\{[^}]*\})?) (\S+)$", text, flags=re.MULTILINE)
+# A report's `live` section as monitor_pipeline writes it (the feedback loop's formats, issue 21): one version
+# with labels, one whose labels are all yet to come.
+LIVE = {
+    "labelled": 40,
+    "unmatched": 3,
+    "accuracy": 0.75,
+    "min_accuracy": 0.9,
+    "min_labelled": 30,
+    "below_threshold": True,
+    "by_version": {
+        "v-served": {
+            "labelled": 40,
+            "accuracy": 0.75,
+            "recall": {"Adelie": 0.5, "Chinstrap": 1.0, "Gentoo": None},
+            "confusion": {
+                "labels": ["Adelie", "Chinstrap", "Gentoo"],
+                "matrix": [[10, 10, 0], [0, 20, 0], [0, 0, 0]],
+            },
+        },
+        "v-old": {"labelled": 0, "accuracy": None, "recall": {}, "confusion": {"labels": [], "matrix": []}},
+    },
+}
+
+
+def with_live(artifacts_dir: Path, live: dict) -> None:
+    """The newest report as monitor_pipeline writes it once feedback exists: with a `live` section."""
+    folder = contract.latest_report(artifacts_dir)
+    assert folder is not None
+    report = json.loads((folder / contract.REPORT_JSON).read_text())
+    (folder / contract.REPORT_JSON).write_text(json.dumps({**report, "live": live, "retraining": None}))
+
+
+def gauges(text: str, prefix: str = "penguin_drift_") -> dict[str, float]:
+    """`name{labels}` -> value of every `prefix`* sample in a /metrics answer."""
+    found = re.findall(rf"^({prefix}\w+(?:\{{[^}}]*\}})?) (\S+)$", text, flags=re.MULTILINE)
     return {name: float(value) for name, value in found}
 
 
@@ -92,6 +124,28 @@ def test_the_newest_report_is_served_as_written_and_exported_as_gauges(
     seen = gauges(client.get("/metrics").text)
     assert seen["penguin_drift_detected"] == 0.0
     assert seen['penguin_drift_feature_drifted{feature="flipper_length_mm"}'] == 0.0
+
+
+def test_live_accuracy_is_exported_from_a_report_that_has_it_and_only_then(
+    client: TestClient, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
+) -> None:
+    make_report(artifacts_dir, versions.main, clean_penguins, 35)
+    before = client.get("/metrics").text
+    assert gauges(before, "penguin_live_") == {}  # a report written before feedback: no live gauges
+    assert gauges(before)["penguin_drift_detected"] == 0.0  # and its drift gauges as ever
+    with_live(artifacts_dir, LIVE)
+    assert gauges(client.get("/metrics").text, "penguin_live_") == {
+        'penguin_live_accuracy{model_version="v-served"}': 0.75,  # none for v-old: no labels, no accuracy
+        'penguin_live_labelled{model_version="v-served"}': 40.0,
+        'penguin_live_labelled{model_version="v-old"}': 0.0,
+        "penguin_live_unmatched": 3.0,
+        "penguin_live_below_threshold": 1.0,
+    }
+    with_live(artifacts_dir, {**LIVE, "below_threshold": False, "by_version": {}})
+    assert gauges(client.get("/metrics").text, "penguin_live_") == {
+        "penguin_live_unmatched": 3.0,
+        "penguin_live_below_threshold": 0.0,
+    }
 
 
 @pytest.mark.parametrize(
