@@ -193,7 +193,8 @@ def measure(state: Path, timeout: float = 900.0, settle_s: float = 20.0) -> dict
     try:
         while "The stack is up" not in (state / "supervisor.out").read_text():
             if process.poll() is not None or time.monotonic() - start > timeout:
-                raise SystemExit(f"the stack did not come up; see {state}/logs and supervisor.out")
+                said = (state / "supervisor.out").read_text(errors="replace").splitlines()[-15:]
+                raise SystemExit("the stack did not come up; the supervisor said:\n" + "\n".join(said))
             time.sleep(1.0)
         up_s = round(time.monotonic() - start, 1)
         time.sleep(settle_s)
