@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from penguins_pipeline.core.schema import CLEAN_TABLE, LABELLED_TABLE
 from penguins_pipeline.core.settings import PipelineSettings
-from penguins_pipeline.core.store import read_labelled
+from penguins_pipeline.core.store import DataNotReadyError, read_labelled
 from penguins_pipeline.training import artifacts
 from penguins_pipeline.training import steps as train_steps
 from penguins_pipeline.training.train import data_fingerprint, prepare, split_live, stage_training
@@ -130,3 +131,17 @@ def test_the_live_test_set_is_the_newest_labels_whatever_the_row_order() -> None
     assert newest["labelled_at"].tolist() == [3, 4]
     assert older["feedback_id"].tolist() == ["a", "b", "c1", "c2"]
     assert split_live(labelled.iloc[:0], 0.3)[1].empty
+
+
+def test_a_labelled_table_without_a_needed_column_says_which(settings: PipelineSettings) -> None:
+    engine = sa.create_engine(settings.penguins_db_url)
+    try:
+        pd.DataFrame({"prediction_id": ["p1"], "species": ["Adelie"]}).to_sql(
+            LABELLED_TABLE, engine, index=False
+        )
+    finally:
+        engine.dispose()
+    with pytest.raises(
+        DataNotReadyError, match=r"penguins_labelled .* lacks columns \['island', .*monitor_pipeline"
+    ):
+        read_labelled(settings.penguins_db_url)

@@ -227,6 +227,12 @@ def read_labelled(url: str) -> pd.DataFrame:
                 log.info("%s does not exist in %s: no live labelled rows", LABELLED_TABLE, describe(url))
                 return pd.DataFrame(columns=LABELLED_READ)
             table = sa.Table(LABELLED_TABLE, sa.MetaData(), autoload_with=conn)
+            missing = [name for name in LABELLED_READ if name not in table.c]
+            if missing:
+                raise DataNotReadyError(
+                    f"{LABELLED_TABLE} in {describe(url)} lacks columns {missing}: "
+                    "run monitor_pipeline to rebuild it"
+                )
             rows = pd.read_sql(sa.select(*(table.c[name] for name in LABELLED_READ)), conn)
     finally:
         engine.dispose()
