@@ -93,14 +93,14 @@ def gate(
     when the held-out gate refused it (a champion kept for better live accuracy is not a failure)."""
     folder = staging_dir(settings, staged)
     decision, gate_refused = challenge(staged["metrics"], staged["current"], settings)
-    record = {
+    written = {
         "time": datetime.now(UTC).isoformat(),
         "dag_run_id": (tags or {}).get("airflow_run_id", ""),
         "candidate": staged["version"],
         **decision,
     }
     retraining_file(settings).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(retraining_file(settings), record)
+    write_json_atomically(retraining_file(settings), written)
     log.info(
         "Decision %s: %s (held-out %s, live %s)",
         "promote" if decision["promoted"] else "keep the champion",
@@ -112,7 +112,7 @@ def gate(
         artifacts.discard(folder)
         if gate_refused:
             raise QualityGateError(decision["reason"])
-    return record
+    return written
 
 
 def verify(settings: PipelineSettings, staged: dict[str, Any]) -> str:
