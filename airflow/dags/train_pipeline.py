@@ -1,15 +1,29 @@
 """
 ### train_pipeline
 
-Trains the penguin species classifier from `penguins_clean` and promotes it for the API. Runs by itself after
-every successful `data_pipeline` (the `penguins_clean` Asset), or by hand.
+Trains the penguin species classifier from `penguins_clean` plus the labelled live penguins of
+`penguins_labelled`, and promotes it for the API when it beats the champion. Runs by itself after every
+successful `data_pipeline` (the `penguins_clean` Asset) OR every `monitor_pipeline` run that finds drift or
+falling live accuracy (the `penguins_drift` Asset), or by hand.
+
+**Challenger against champion.** The newest LIVE_TEST_FRACTION (0.3) of `penguins_labelled`, by `labelled_at`,
+is never trained on: it is the live test set; the older labelled rows join `penguins_clean` as training rows
+(the manifest's `data.sources` counts the rows of each table). The candidate and the champion (the promoted
+version, loaded from its folder) are scored on the candidate's held-out rows and on the live test set.
+`quality_gate` promotes only if the held-out gate passes AND, when at least MIN_LIVE_LABELLED live test rows
+exist, the candidate is strictly more accurate on them than the champion (with fewer, the held-out gate alone
+decides, and the reason says so). The decision, both scores and the reason are in the task log, in the MLflow
+run (metrics `challenger_live_accuracy`, `champion_live_accuracy`, `challenger_heldout_accuracy`,
+`champion_heldout_accuracy`; tag `decision`) and in `ARTIFACTS_DIR/retraining/latest.json`. A candidate
+refused by the held-out gate fails the run as before; one that is not better on live rows is discarded, the
+champion (`current.json`, alias `champion`) stays, the later tasks are skipped and the run succeeds.
 
 `train` (stratified seeded split, preprocessing and forest fit on the training rows only, held-out metrics,
 k-fold CV, version staged in a hidden folder) → `record` (an MLflow run in experiment `penguins`: params,
-metrics, confusion matrix, the serving files and the scikit-learn model) → `quality_gate` (MIN_ACCURACY, and
-no worse than the promoted model on the same held-out rows beyond GATE_TOLERANCE) → `verify` (files reloaded
-from disk answer exactly as the trained model did) → `register` (registered model `penguins`, alias
-`challenger`) → `promote` (folder renamed into `models/`, alias `champion`, then `current.json` replaced
+metrics, confusion matrix, the serving files and the scikit-learn model) → `quality_gate` (MIN_ACCURACY, no
+worse than the promoted model on the same held-out rows beyond GATE_TOLERANCE, better on live rows) → `verify`
+(files reloaded from disk answer exactly as the trained model did) → `register` (registered model `penguins`,
+alias `challenger`) → `promote` (folder renamed into `models/`, alias `champion`, then `current.json` replaced
 atomically) → `prune` (keep KEEP_VERSIONS) → `warmup` (POST API_URL/warmup). With MLFLOW_TRACKING_URI empty,
 `record` and `register` do nothing and `promote` moves `current.json` alone.
 
@@ -29,7 +43,7 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
-from penguins_pipeline.core.schema import CLEAN_ASSET_NAME, VERSION_ID_PATTERN
+from penguins_pipeline.core.schema import CLEAN_ASSET_NAME, DRIFT_ASSET_NAME, VERSION_ID_PATTERN
 from penguins_pipeline.core.settings import get_settings
 from penguins_pipeline.core.task_runner import run_step
 
@@ -37,7 +51,8 @@ SETTINGS = get_settings()
 
 
 @dag(
-    schedule=[Asset(CLEAN_ASSET_NAME)],
+    # Either Asset starts a run: new clean data, or drift / falling live accuracy found by monitor_pipeline.
+    schedule=Asset(CLEAN_ASSET_NAME) | Asset(DRIFT_ASSET_NAME),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -76,11 +91,13 @@ def train_pipeline() -> None:
 
         return run_step(train_steps.record, staged, airflow_tags(ti))
 
-    @task
-    def quality_gate(staged: dict) -> str:
+    # A challenger no better than the champion on live rows: False skips every later task, the run succeeds.
+    @task.short_circuit
+    def quality_gate(staged: dict, ti=None) -> bool:
         from penguins_pipeline.training import steps as train_steps
+        from penguins_pipeline.training.tracking import airflow_tags
 
-        return run_step(train_steps.gate, staged)
+        return bool(run_step(train_steps.gate, staged, airflow_tags(ti))["promoted"])
 
     @task
     def verify(staged: dict) -> str:

@@ -1,17 +1,22 @@
-"""Fixtures for the training tests: the real penguins as the clean table has them, quick settings, and a
-stand-in for the API's /warmup on a real local HTTP server."""
+"""Fixtures for the training tests: the real penguins as the clean table has them, quick settings, a
+stand-in for the API's /warmup on a real local HTTP server, and labelled live penguins for retraining."""
 
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from penguins_contract import registry
+from penguins_pipeline.core.schema import LABELLED_TABLE
 from penguins_pipeline.core.settings import PipelineSettings
 
 
@@ -118,3 +123,65 @@ class MlflowRest:
 def mlflow_rest() -> type[MlflowRest]:
     """`mlflow_rest(url)`: a reader of the tracking server at `url` over its REST API."""
     return MlflowRest
+
+
+LIVE_ROWS = 100  # labelled live penguins; the newest 30 (LIVE_TEST_FRACTION 0.3) are the live test set
+
+
+@pytest.fixture(scope="session")
+def shifted_colony(penguins: pd.DataFrame) -> pd.DataFrame:
+    """LIVE_ROWS Adelie penguins heavier than any in training, with Gentoo-long flippers, on Biscoe: a model
+    trained on `penguins_clean` alone takes them for Gentoo."""
+    rng = np.random.default_rng(7)
+    colony = penguins[penguins["species"] == "Adelie"].sample(LIVE_ROWS, replace=True, random_state=7)
+    return colony.assign(
+        island="Biscoe",
+        body_mass_g=rng.uniform(6500, 7500, LIVE_ROWS).round(),
+        flipper_length_mm=rng.uniform(222, 235, LIVE_ROWS).round(),
+    ).reset_index(drop=True)
+
+
+class WriteLabelled(Protocol):
+    def __call__(self, url: str, penguins: pd.DataFrame, species: list[str] | None = None) -> None: ...
+
+
+def _write_labelled(url: str, penguins: pd.DataFrame, species: list[str] | None = None) -> None:
+    """(Re)create `penguins_labelled` as monitor_pipeline does (exactly its columns): `penguins` with their
+    true `species` (theirs by default), one label a minute, in a shuffled row order (training orders them by
+    labelled_at itself)."""
+    start = datetime(2026, 12, 1)
+    minutes = [timedelta(minutes=i) for i in range(len(penguins))]
+    rows = pd.DataFrame(
+        {
+            "prediction_id": [f"p{i:04d}" for i in range(len(penguins))],
+            "feedback_id": [f"f{i:04d}" for i in range(len(penguins))],
+            "species": species if species is not None else penguins["species"].tolist(),
+            **{
+                column: penguins[column].to_numpy()
+                for column in [
+                    "island",
+                    "bill_length_mm",
+                    "bill_depth_mm",
+                    "flipper_length_mm",
+                    "body_mass_g",
+                ]
+            },
+            "sex": penguins["sex"].to_numpy(),
+            "year": 2026,
+            "predicted_species": "Gentoo",
+            "model_version": "20261201T000000000000Z-00000000",
+            "predicted_at": [start + minute for minute in minutes],
+            "labelled_at": [start + minute + timedelta(seconds=30) for minute in minutes],
+        }
+    ).sample(frac=1, random_state=1)
+    engine = sa.create_engine(url)
+    try:
+        rows.to_sql(LABELLED_TABLE, engine, index=False, if_exists="replace")
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def write_labelled() -> WriteLabelled:
+    """`write_labelled(url, penguins, species=None)`: a `penguins_labelled` table on a real data store."""
+    return _write_labelled

@@ -123,8 +123,19 @@ def test_monitor_pipeline_is_wired_as_documented(dagbag: DagBag) -> None:
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.get_task("announce").outlets == [Asset(DRIFT_ASSET_NAME)]
     assert DRIFT_ASSET_NAME == "penguins_drift"  # fixed by DESIGN.md
-    # Every hour, one run at a time; it never trains (no task of train_pipeline's).
+    # Every hour, one run at a time; it never trains itself (no task of train_pipeline's): its Asset does.
     assert dag.schedule == "@hourly"
     assert type(dag.timetable).__name__ == "CronTriggerTimetable"
     assert dag.max_active_runs == 1
     assert not {"train", "promote"} & set(dag.task_ids)
+
+
+def test_new_clean_data_or_drift_starts_a_training_run(dagbag: DagBag) -> None:
+    # train_pipeline consumes the very Assets the other two DAGs emit, either one alone being enough.
+    emitted = [
+        *dagbag.dags["data_pipeline"].get_task("validate").outlets,
+        *dagbag.dags["monitor_pipeline"].get_task("announce").outlets,
+    ]
+    condition = dagbag.dags["train_pipeline"].timetable.asset_condition
+    assert type(condition).__name__ == "AssetAny"
+    assert [asset.name for asset in condition.objects] == [asset.name for asset in emitted]

@@ -1,5 +1,6 @@
 """train_pipeline through Airflow: after data_pipeline on a real MariaDB database it promotes a version that
-plain joblib loads and that classifies the held-out penguins; a `rollback_to` run promotes an older one."""
+plain joblib loads and that classifies the held-out penguins; a `rollback_to` run promotes an older one; with
+labelled live penguins a challenger replaces the champion only when it is better on the newest of them."""
 
 import json
 import os
@@ -11,17 +12,21 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 from airflow.models import DagBag
-from airflow.sdk import Asset
+from airflow.sdk import AssetAny
 
 import penguins_contract as contract
-from penguins_pipeline.core.schema import CLEAN_ASSET_NAME
+from penguins_pipeline.core.schema import CLEAN_ASSET_NAME, DRIFT_ASSET_NAME
 from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.core.store import read_clean
 from penguins_pipeline.training import artifacts
 from penguins_pipeline.training.train import data_fingerprint, prepare, split, train_and_write
 
 if TYPE_CHECKING:
-    from conftest import FakeApi, RunDag  # fixtures' types (tests/conftest.py, tests/airflow/conftest.py)
+    from conftest import (  # fixtures' types (tests/conftest.py, tests/airflow/conftest.py)
+        FakeApi,
+        RunDag,
+        WriteLabelled,
+    )
 
 DAGS = Path(__file__).resolve().parents[2] / "airflow" / "dags"
 
@@ -60,7 +65,10 @@ print(json.dumps({
 
 def test_the_dag_trains_by_default_and_rolls_back_on_request() -> None:
     dag = DagBag(dag_folder=str(DAGS), safe_mode=False).dags["train_pipeline"]
-    assert [asset.name for asset in dag.timetable.asset_condition.objects] == [Asset(CLEAN_ASSET_NAME).name]
+    # New clean data or drift (monitor_pipeline's Asset): either one starts a run.
+    condition = dag.timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    assert [asset.name for asset in condition.objects] == [CLEAN_ASSET_NAME, DRIFT_ASSET_NAME]
     assert dag.max_active_runs == 1
     assert dag.get_task("choose").downstream_task_ids == {"train", "rollback"}
     assert dag.get_task("record").upstream_task_ids == {"train"}
@@ -140,3 +148,57 @@ def test_data_then_train_on_mariadb_promotes_a_model_plain_joblib_can_use(
     assert states["train"] == "skipped" and states["rollback"] == states["warmup"] == "success"
     assert artifacts.read_current(root) == version
     assert artifacts.list_versions(root) == sorted([version, newer])
+
+
+def test_a_challenger_replaces_the_champion_only_when_better_on_the_newest_labels(
+    run_dag: "RunDag",
+    task_states,
+    mariadb_url: str,
+    tmp_path: Path,
+    shifted_colony: pd.DataFrame,
+    write_labelled: "WriteLabelled",
+) -> None:
+    root = tmp_path / "shared-artifacts"
+    env = {
+        "PENGUINS_DB_URL": mariadb_url,
+        "ARTIFACTS_DIR": str(root),
+        "N_ESTIMATORS": "20",
+        "CV_FOLDS": "3",
+        "MIN_LIVE_LABELLED": "20",
+    }
+    decision_file = root / "retraining" / "latest.json"
+    assert run_dag("data_pipeline", **env).returncode == 0
+    first = run_dag("train_pipeline", **env)
+    assert first.returncode == 0, first.stdout[-5000:]
+    champion = artifacts.read_current(root)
+    first_decision = json.loads(decision_file.read_text())  # no champion yet, no labels: the gate decides
+    assert first_decision["promoted"] is True and first_decision["champion"] is None
+    assert first_decision["live"] == {"rows": 0, "candidate": None, "champion": None}
+
+    # The shifted colony's true species come back as labels: the challenger learns them and is promoted.
+    write_labelled(mariadb_url, shifted_colony)
+    better = run_dag("train_pipeline", **env)
+    assert better.returncode == 0, better.stdout[-5000:]
+    decision = json.loads(decision_file.read_text())
+    assert decision["promoted"] is True and decision["champion"] == champion
+    assert decision["live"]["rows"] == 30 and decision["live"]["candidate"] > decision["live"]["champion"]
+    assert artifacts.read_current(root) == decision["candidate"] != champion
+    assert "Decision promote: held-out gate passed and live accuracy" in better.stdout
+    champion = decision["candidate"]
+
+    # The newest labels contradict the older ones: no challenger can win; the champion stays and the run
+    # succeeds.
+    write_labelled(mariadb_url, shifted_colony, ["Adelie"] * 70 + ["Chinstrap"] * 30)
+    kept = run_dag("train_pipeline", **env)
+    assert kept.returncode == 0, kept.stdout[-5000:]
+    states = {task: state for task, (state, _) in task_states("train_pipeline").items()}
+    assert states == {
+        **dict.fromkeys(["choose", "train", "record", "quality_gate"], "success"),
+        **dict.fromkeys(["rollback", "verify", "register", "promote", "prune", "warmup"], "skipped"),
+    }
+    decision = json.loads(decision_file.read_text())
+    assert decision["promoted"] is False and decision["champion"] == champion
+    assert decision["reason"].startswith(f"challenger rejected, champion {champion} kept")
+    assert "Decision keep the champion: challenger rejected" in kept.stdout
+    assert artifacts.read_current(root) == champion
+    assert decision["candidate"] not in artifacts.list_versions(root)

@@ -68,15 +68,22 @@ def test_score_current_evaluates_the_promoted_model_on_the_same_rows(
 ) -> None:
     root = quick_settings.artifacts_dir
     _, test = split(prepare(penguins), 0.2, 42, 5)
-    assert score_current(root, test) is None
+    live = test.iloc[:10]
+    assert score_current(root, test, live) is None
 
     version = train_and_write(penguins, root, quick_settings)
     artifacts.promote(root, version)
-    expected = held_out_metrics(artifacts.load_model(root / "models" / version), test)["accuracy"]
-    assert score_current(root, test) == {"version": version, "accuracy": expected}
+    model = artifacts.load_model(root / "models" / version)
+    expected = held_out_metrics(model, test)["accuracy"]
+    assert score_current(root, test, live) == {
+        "version": version,
+        "accuracy": expected,
+        "live_accuracy": held_out_metrics(model, live)["accuracy"],
+    }
+    assert score_current(root, test, live.iloc[:0])["live_accuracy"] is None  # type: ignore[index]
 
     (root / "models" / version / "model.joblib").write_bytes(b"truncated")
-    broken = score_current(root, test)
+    broken = score_current(root, test, live)
     assert broken is not None and broken["accuracy"] is None
     assert "model.joblib does not match the sha256" in broken["error"]
 

@@ -71,3 +71,28 @@ def test_a_stopped_server_moves_nothing_and_the_rerun_registers_what_is_missing(
         found = rest.runs(f"tags.{registry.TAG_VERSION} = '{staged['version']}'")
         assert [(r["info"]["run_id"], r["info"]["status"]) for r in found] == [(run_id, "FINISHED")]
         assert rest.keyed(found[0]["data"]["tags"]).items() >= tags.items()
+        # Challenger against champion (none yet) and the provenance of the training rows.
+        assert rest.keyed(found[0]["data"]["tags"])["decision"] == "promoted"
+        logged = rest.keyed(found[0]["data"]["metrics"])
+        assert logged["challenger_heldout_accuracy"] == staged["metrics"]["accuracy"]
+        assert logged["live_test_rows"] == 0
+        assert not {"champion_heldout_accuracy", "challenger_live_accuracy"} & set(logged)
+        logged_params = rest.keyed(found[0]["data"]["params"])
+        assert (logged_params["rows_penguins_clean"], logged_params["rows_penguins_labelled"]) == (
+            str(len(penguins)),
+            "0",
+        )
+
+
+def test_a_decision_is_logged_with_both_scores_where_they_exist() -> None:
+    decision = {
+        "heldout": {"rows": 67, "candidate": 0.99, "champion": 0.98},
+        "live": {"rows": 30, "candidate": 0.9, "champion": 0.2},
+    }
+    assert tracking.decision_metrics(decision) == {
+        "challenger_heldout_accuracy": 0.99,
+        "champion_heldout_accuracy": 0.98,
+        "challenger_live_accuracy": 0.9,
+        "champion_live_accuracy": 0.2,
+        "live_test_rows": 30.0,
+    }

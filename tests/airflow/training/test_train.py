@@ -102,6 +102,8 @@ def test_default_parameters_reach_the_accuracy_bar(penguins: pd.DataFrame, tmp_p
         "rows_total": 333,
         "rows_train": 266,
         "rows_test": 67,
+        "sources": {"penguins_clean": 333, "penguins_labelled": 0},
+        "rows_live_test": 0,
         "class_counts": {"Adelie": 146, "Chinstrap": 68, "Gentoo": 119},
     }
     assert manifest["species_by_island"]["Torgersen"] == ["Adelie"]

@@ -25,7 +25,8 @@ def staged(penguins: pd.DataFrame, quick_settings: PipelineSettings) -> dict:
 def test_gate_verify_promote_publish_the_staged_version(
     staged: dict, quick_settings: PipelineSettings
 ) -> None:
-    assert "no promoted model" in train_steps.gate(quick_settings, staged)
+    decision = train_steps.gate(quick_settings, staged)
+    assert decision["promoted"] is True and "no promoted model" in decision["reason"]
     assert train_steps.verify(quick_settings, staged) == staged["version"]
     assert train_steps.promote(quick_settings, staged) == staged["version"]
 

@@ -12,6 +12,15 @@ CLEAN_TABLE = "penguins_clean"
 CLEAN_ASSET_NAME = CLEAN_TABLE
 # monitor_pipeline emits this Asset only when a report finds drift: a DAG scheduled on it reacts to drift.
 DRIFT_ASSET_NAME = "penguins_drift"
+# Labelled live predictions (monitor_pipeline rebuilds it; train_pipeline trains on its older rows and tests
+# on its newest). It may not exist yet: then there are no live rows.
+LABELLED_TABLE = "penguins_labelled"
+# When a prediction was labelled: orders the live rows, so the newest are the live test set.
+LABELLED_AT = "labelled_at"
+# ARTIFACTS_DIR/retraining/latest.json: the last challenger-against-champion decision (train_pipeline writes
+# it, the drift report shows it).
+RETRAINING_DIR = "retraining"
+RETRAINING_FILE = "latest.json"
 
 TARGET = "species"
 NUMERIC_FEATURES = list(contract.NUMERIC_FEATURES)

@@ -41,6 +41,12 @@ class PipelineSettings(BaseSettings):
     min_accuracy: float = Field(0.95, ge=0, le=1)
     gate_tolerance: float = Field(0.02, ge=0, le=1)
     keep_versions: int = Field(5, ge=1)
+    # The newest LIVE_TEST_FRACTION of penguins_labelled (by labelled_at) is never trained on: it is the live
+    # test set the challenger and the champion are both scored on.
+    live_test_fraction: float = Field(0.3, gt=0, lt=1)
+    # Live labelled rows needed before live accuracy counts: with fewer live test rows the held-out gate
+    # alone decides a promotion (monitoring uses it too, for its live-accuracy alert).
+    min_live_labelled: int = Field(30, ge=1)
     viz_sample_max: int = Field(3000, ge=10)
     warmup_attempts: int = Field(5, ge=1)
     warmup_backoff_seconds: float = Field(1.0, ge=0)

@@ -17,7 +17,15 @@ import sqlalchemy as sa
 
 from penguins_pipeline.core import bulk
 from penguins_pipeline.core.errors import PermanentError
-from penguins_pipeline.core.schema import CATEGORIES, CLEAN_TABLE, DATA_COLUMNS, NUMERIC_FEATURES, ROW_KEY
+from penguins_pipeline.core.schema import (
+    CATEGORIES,
+    CLEAN_TABLE,
+    DATA_COLUMNS,
+    LABELLED_AT,
+    LABELLED_TABLE,
+    NUMERIC_FEATURES,
+    ROW_KEY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,3 +211,29 @@ def read_clean(url: str) -> pd.DataFrame:
     if not frames:
         raise DataNotReadyError(f"{CLEAN_TABLE} is empty in {describe(url)}: run data_pipeline first")
     return pd.concat(frames, ignore_index=True)
+
+
+# What training reads of `penguins_labelled`: the penguin the model saw, its true species, and the order.
+LABELLED_READ = [*DATA_COLUMNS, LABELLED_AT, "feedback_id", "prediction_id"]
+
+
+def read_labelled(url: str) -> pd.DataFrame:
+    """The labelled live penguins (`penguins_labelled`, LABELLED_READ columns); no rows while
+    monitor_pipeline has not built the table, which is not an error: there is simply no feedback yet."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(LABELLED_TABLE):
+                log.info("%s does not exist in %s: no live labelled rows", LABELLED_TABLE, describe(url))
+                return pd.DataFrame(columns=LABELLED_READ)
+            table = sa.Table(LABELLED_TABLE, sa.MetaData(), autoload_with=conn)
+            missing = [name for name in LABELLED_READ if name not in table.c]
+            if missing:
+                raise DataNotReadyError(
+                    f"{LABELLED_TABLE} in {describe(url)} lacks columns {missing}: "
+                    "run monitor_pipeline to rebuild it"
+                )
+            rows = pd.read_sql(sa.select(*(table.c[name] for name in LABELLED_READ)), conn)
+    finally:
+        engine.dispose()
+    return rows.astype({name: "float64" for name in NUMERIC_FEATURES}).astype({"year": "Int64"})

@@ -3,6 +3,12 @@
 The model travels between steps on disk: `train` stages the version folder and returns its path; `gate` and
 `verify` discard it when they refuse it, `promote` publishes it. Testable without Airflow.
 
+Training data is `penguins_clean` plus the older labelled live rows of `penguins_labelled`; its newest
+LIVE_TEST_FRACTION is the live test set. `gate` decides challenger against champion (`evaluate.challenge`)
+and writes the decision to ARTIFACTS_DIR/retraining/latest.json: a candidate refused by the held-out gate
+fails the task as it always did; one that is not better than the champion on live rows is discarded and the
+run succeeds with the champion kept.
+
 With MLFLOW_TRACKING_URI set, `record` logs every trained version as a run (refused ones too), `register`
 registers one that passed the gate and verification as `challenger`, and `promote` and `rollback` move the
 `champion` alias with `current.json` (`make_champion`). A tracking server that is down fails those tasks
@@ -12,15 +18,18 @@ before anything moves; they are retried and, being idempotent, do on a rerun onl
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import penguins_contract as contract
 from penguins_contract import registry
+from penguins_pipeline.core.files import write_json_atomically
+from penguins_pipeline.core.schema import RETRAINING_DIR, RETRAINING_FILE
 from penguins_pipeline.core.settings import PipelineSettings
-from penguins_pipeline.core.store import read_clean
+from penguins_pipeline.core.store import read_clean, read_labelled
 from penguins_pipeline.training import artifacts, tracking
-from penguins_pipeline.training.evaluate import QualityGateError, quality_gate
+from penguins_pipeline.training.evaluate import QualityGateError, challenge
 from penguins_pipeline.training.train import stage_training
 from penguins_pipeline.training.warmup import warm_up
 
@@ -28,16 +37,21 @@ log = logging.getLogger(__name__)
 
 
 def train(settings: PipelineSettings) -> dict[str, Any]:
-    """Read `penguins_clean`, fit, evaluate, stage a version; score the promoted model on the same rows."""
-    staged = stage_training(read_clean(settings.penguins_db_url), settings.artifacts_dir, settings)
+    """Read `penguins_clean` and `penguins_labelled`, fit, evaluate, stage a version; score the promoted model
+    on the same held-out and live rows."""
+    url = settings.penguins_db_url
+    staged = stage_training(read_clean(url), settings.artifacts_dir, settings, read_labelled(url))
     metrics = staged.metrics
     log.info(
-        "Staged %s: held-out accuracy %.4f, macro-F1 %.4f, CV accuracy %.4f ± %.4f; promoted model: %s",
+        "Staged %s: held-out accuracy %.4f, macro-F1 %.4f, CV accuracy %.4f ± %.4f, live accuracy %s on %d "
+        "rows; promoted model: %s",
         staged.version,
         metrics["accuracy"],
         metrics["f1_macro"],
         metrics["cv"]["accuracy_mean"],
         metrics["cv"]["accuracy_std"],
+        metrics["live"]["accuracy"],
+        metrics["live"]["rows"],
         staged.current,
     )
     return asdict(staged)
@@ -64,20 +78,41 @@ def record(settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[str
     """Record the staged version as an MLflow run (before the gate, so refused models are compared too)."""
     if not tracking.enabled(settings):
         return None
-    return tracking.record_run(settings, version_folder(settings, staged), tags)
+    decision, _ = challenge(staged["metrics"], staged["current"], settings)
+    return tracking.record_run(settings, version_folder(settings, staged), tags, decision)
 
 
-def gate(settings: PipelineSettings, staged: dict[str, Any]) -> str:
+def retraining_file(settings: PipelineSettings) -> Path:
+    return Path(settings.artifacts_dir) / RETRAINING_DIR / RETRAINING_FILE
+
+
+def gate(
+    settings: PipelineSettings, staged: dict[str, Any], tags: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Challenger against champion: record the decision, discard a refused candidate, and fail the task only
+    when the held-out gate refused it (a champion kept for better live accuracy is not a failure)."""
     folder = staging_dir(settings, staged)
-    try:
-        verdict = quality_gate(
-            staged["metrics"]["accuracy"], staged["current"], settings.min_accuracy, settings.gate_tolerance
-        )
-    except QualityGateError:
+    decision, gate_refused = challenge(staged["metrics"], staged["current"], settings)
+    written = {
+        "time": datetime.now(UTC).isoformat(),
+        "dag_run_id": (tags or {}).get("airflow_run_id", ""),
+        "candidate": staged["version"],
+        **decision,
+    }
+    retraining_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(retraining_file(settings), written)
+    log.info(
+        "Decision %s: %s (held-out %s, live %s)",
+        "promote" if decision["promoted"] else "keep the champion",
+        decision["reason"],
+        decision["heldout"],
+        decision["live"],
+    )
+    if not decision["promoted"]:
         artifacts.discard(folder)
-        raise
-    log.info("Quality gate passed: %s", verdict)
-    return verdict
+        if gate_refused:
+            raise QualityGateError(decision["reason"])
+    return written
 
 
 def verify(settings: PipelineSettings, staged: dict[str, Any]) -> str:

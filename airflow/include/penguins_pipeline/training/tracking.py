@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+# Run tags of challenger against champion: "promoted" or "rejected" (held-out gate or live rows), and why.
+DECISION_TAG = "decision"
+DECISION_REASON_TAG = "decision_reason"
 INPUT_EXAMPLE_ROWS = 5
 # skops (MLflow's default format for scikit-learn) refuses to load any type it does not trust; the forest's
 # trees are the one type of this pipeline missing from its defaults.
@@ -133,7 +136,22 @@ def params(manifest: Mapping[str, Any]) -> dict[str, Any]:
         "rows_total": data["rows_total"],
         "rows_train": data["rows_train"],
         "rows_test": data["rows_test"],
+        # Provenance (versions trained before live labels have none).
+        **{f"rows_{table}": rows for table, rows in data.get("sources", {}).items()},
+        **({"rows_live_test": data["rows_live_test"]} if "rows_live_test" in data else {}),
     }
+
+
+def decision_metrics(decision: Mapping[str, Any]) -> dict[str, float]:
+    """Both scores of challenger against champion, on the held-out rows and on the live test rows (a score
+    that does not exist, e.g. no champion, is left out)."""
+    found = {
+        f"{who}_{where}_accuracy": decision[where][role]
+        for where in ("heldout", "live")
+        for who, role in (("challenger", "candidate"), ("champion", "champion"))
+    }
+    found["live_test_rows"] = decision["live"]["rows"]
+    return {key: float(value) for key, value in found.items() if value is not None}
 
 
 def metrics(manifest_metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -189,9 +207,11 @@ def record_run(
     settings: PipelineSettings,
     folder: Path,
     tags: Mapping[str, str] | None = None,
+    decision: Mapping[str, Any] | None = None,
     nested: bool = False,
 ) -> str:
-    """Record the version in `folder` as a finished run of experiment `penguins` (once); returns its id."""
+    """Record the version in `folder` as a finished run of experiment `penguins` (once); returns its id.
+    `decision` (challenger against champion, `evaluate.challenge`) adds both scores and tag `decision`."""
     import mlflow
 
     folder = Path(folder)
@@ -210,9 +230,14 @@ def record_run(
         if stale.info.status == "RUNNING":
             client.set_terminated(stale.info.run_id, "FAILED")
     run_tags = {registry.TAG_VERSION: version, **(tags or {})}
+    if decision is not None:
+        run_tags[DECISION_TAG] = "promoted" if decision["promoted"] else "rejected"
+        run_tags[DECISION_REASON_TAG] = decision["reason"]
     with mlflow.start_run(run_name=version, tags=run_tags, nested=nested) as run:
         mlflow.log_params(params(manifest))
-        mlflow.log_metrics(metrics(manifest["metrics"]))
+        mlflow.log_metrics(
+            {**metrics(manifest["metrics"]), **(decision_metrics(decision) if decision else {})}
+        )
         figure = confusion_figure(manifest["metrics"]["confusion_matrix"])
         mlflow.log_figure(figure, CONFUSION_MATRIX_FILE)
         figure.clf()

@@ -7,6 +7,7 @@ held-out evaluation, and the staged version folder with its manifest.
 
 import hashlib
 import json
+import math
 import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,12 +31,15 @@ from penguins_pipeline.core.schema import (
     CLEAN_TABLE,
     DATA_COLUMNS,
     FEATURES,
+    LABELLED_AT,
+    LABELLED_TABLE,
     NUMERIC_FEATURES,
     TARGET,
 )
 from penguins_pipeline.core.settings import PipelineSettings, get_settings
+from penguins_pipeline.core.store import LABELLED_READ
 from penguins_pipeline.training import artifacts, export
-from penguins_pipeline.training.evaluate import cross_validation, held_out_metrics, score_current
+from penguins_pipeline.training.evaluate import accuracy, cross_validation, held_out_metrics, score_current
 from penguins_pipeline.training.model import TrainedModel
 
 # Cross-validation refits the model CV_FOLDS times: past this many training rows it runs on a stratified
@@ -105,6 +109,16 @@ def split(
             f"rows and 1 held-out row (TEST_FRACTION={test_fraction})"
         )
     return train, test
+
+
+def split_live(labelled: pd.DataFrame, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled live rows as (older rows: trained on, newest `test_fraction` by labelled_at: tested on).
+
+    The cut moves forward only as labels arrive, so the live test rows of a later run were never trained on
+    by an earlier champion either (ties are ordered by feedback_id, so the cut is reproducible)."""
+    ordered = labelled.sort_values([LABELLED_AT, "feedback_id"], kind="stable")
+    cut = len(ordered) - math.ceil(len(ordered) * test_fraction)
+    return ordered.iloc[:cut], ordered.iloc[cut:]
 
 
 def build_preprocessor() -> ColumnTransformer:
@@ -217,13 +231,24 @@ def run_params(model: TrainedModel, settings: PipelineSettings) -> dict[str, Any
     }
 
 
-def stage_training(clean: pd.DataFrame, artifacts_dir: Path, settings: PipelineSettings) -> StagedTraining:
-    """Split, fit, evaluate, score the promoted model on the same held-out rows, and stage the version."""
+def stage_training(
+    clean: pd.DataFrame,
+    artifacts_dir: Path,
+    settings: PipelineSettings,
+    labelled: pd.DataFrame | None = None,
+) -> StagedTraining:
+    """Split, fit, evaluate, score the promoted model on the same held-out rows and live test rows, and stage
+    the version. Training data: `clean` plus the older labelled live rows (`split_live`)."""
     artifacts.ensure_writable(artifacts_dir)  # fail in a second, not after the fit
-    data = prepare(clean)
+    live_train, live_test = split_live(
+        pd.DataFrame(columns=LABELLED_READ) if labelled is None else labelled, settings.live_test_fraction
+    )
+    data = prepare(clean if live_train.empty else pd.concat([clean[DATA_COLUMNS], live_train[DATA_COLUMNS]]))
+    live = prepare(live_test) if len(live_test) else live_test
     train, test = split(data, settings.test_fraction, settings.random_state, settings.cv_folds)
     model = fit(train, settings)
     metrics = held_out_metrics(model, test)
+    metrics["live"] = {"rows": len(live), "accuracy": accuracy(model, live)}
     labels = model.label_encoder.transform(train[TARGET].to_numpy(dtype=str))
     cv_rows = stratified_rows(labels, CV_MAX_ROWS, settings.random_state)
     metrics["cv"] = cross_validation(
@@ -249,6 +274,9 @@ def stage_training(clean: pd.DataFrame, artifacts_dir: Path, settings: PipelineS
             "rows_total": len(data),
             "rows_train": len(train),
             "rows_test": len(test),
+            # Provenance: rows from each table (the live test rows are scored, never trained on).
+            "sources": {CLEAN_TABLE: len(clean), LABELLED_TABLE: len(live_train)},
+            "rows_live_test": len(live),
             "class_counts": {str(k): int(v) for k, v in data[TARGET].value_counts().sort_index().items()},
         },
         "features": feature_spec(model, train),
@@ -271,7 +299,7 @@ def stage_training(clean: pd.DataFrame, artifacts_dir: Path, settings: PipelineS
             "probabilities": model.predict_proba(test),
         },
     )
-    return StagedTraining(version, str(staging), metrics, score_current(artifacts_dir, test))
+    return StagedTraining(version, str(staging), metrics, score_current(artifacts_dir, test, live))
 
 
 def train_and_write(
