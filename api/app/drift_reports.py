@@ -1,6 +1,6 @@
 """The newest drift report of `monitor_pipeline` (ARTIFACTS_DIR/reports, see penguins_contract.reports), read
-for /monitoring and for the drift gauges of /metrics. Read on every use: a report is a few kilobytes of JSON
-(and the page a few megabytes), and a new one appears at most once per pipeline run."""
+for /monitoring and for the drift and live-accuracy gauges of /metrics. Read on every use: a report is a few
+kilobytes of JSON (and the page a few megabytes), and a new one appears at most once per pipeline run."""
 
 import json
 import logging
@@ -107,3 +107,33 @@ def _gauges(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
         for key, family in families.items():
             family.add_metric([feature], float(result[key]))
     yield from families.values()
+    if report.get("live"):  # reports of before the feedback loop have none
+        yield from _live_gauges(report["live"])
+
+
+def _live_gauges(live: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """The report's live accuracy (the labels sent to POST /feedback) per served model version."""
+    accuracy = GaugeMetricFamily(
+        "penguin_live_accuracy",
+        "Accuracy on the labelled predictions of the newest report's window",
+        labels=["model_version"],
+    )
+    labelled = GaugeMetricFamily(
+        "penguin_live_labelled",
+        "Labelled predictions in the newest report's window",
+        labels=["model_version"],
+    )
+    for version, summary in live["by_version"].items():
+        accuracy.add_metric([version], float(summary["accuracy"]))
+        labelled.add_metric([version], float(summary["labelled"]))
+    yield from (accuracy, labelled)
+    yield GaugeMetricFamily(
+        "penguin_live_unmatched",
+        "Labels of the window whose prediction_id matches no loaded prediction",
+        float(live["unmatched"]),
+    )
+    yield GaugeMetricFamily(
+        "penguin_live_below_threshold",
+        "1 if the live accuracy is below MIN_LIVE_ACCURACY with at least MIN_LIVE_LABELLED labels",
+        float(live["below_threshold"]),
+    )
