@@ -37,10 +37,6 @@ LABELLED_TABLE = "penguins_labelled"
 RETRAINING_FILE = Path("retraining") / "latest.json"
 
 
-def _sources(metadata: sa.MetaData | None = None) -> tuple[sa.Table, sa.Table]:
-    return predictions_log.predictions_table(metadata), predictions_log.feedback_table(metadata)
-
-
 def _labelled_columns(
     predictions: sa.FromClause, feedback: sa.FromClause
 ) -> dict[str, sa.ColumnElement[Any]]:
@@ -61,8 +57,7 @@ def _labelled_columns(
 def labelled_table(name: str = LABELLED_TABLE) -> sa.Table:
     """`penguins_labelled` (or a staging copy): the column types of the tables it is made from, the year an
     integer; no index but the key (SQLite's index names are global: the staging copy would clash)."""
-    predictions, feedback = _sources()
-    sources = _labelled_columns(predictions, feedback)
+    sources = _labelled_columns(predictions_log.predictions_table(), predictions_log.feedback_table())
     columns = [
         sa.Column(
             column,
