@@ -1,6 +1,7 @@
-"""Prediction log files in the API's format (the monitor's tests and demos write them directly).
+"""Prediction and feedback log files in the API's format (the monitor's tests and demos write them directly).
 
-One line per answered penguin, `predictions-<UTC start>-<pid>.jsonl`, as the API's writer does; see
+One line per answered penguin, `predictions-<UTC start>-<pid>.jsonl`, and one per true species told,
+`feedback-<UTC start>-<pid>.jsonl`, as the API's writers do; see
 `penguins_pipeline.monitoring.predictions_log` for the reading side.
 """
 
@@ -14,11 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from penguins_contract import PredictionRecord
+from penguins_contract import PREDICTIONS_FILE_PREFIX, FeedbackRecord, PredictionRecord
 
 
-def file_name(start: datetime, pid: int) -> str:
-    return f"predictions-{start.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{pid}.jsonl"
+def file_name(start: datetime, pid: int, prefix: str = PREDICTIONS_FILE_PREFIX) -> str:
+    return f"{prefix}{start.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{pid}.jsonl"
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def records(
@@ -38,7 +43,7 @@ def records(
                 "prediction_id": uuid.uuid4().hex,
                 "request_id": uuid.uuid4().hex,
                 "item": 0,
-                "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "time": _utc(when),
                 "endpoint": "predict",
                 "model_version": version,
                 "bill_length_mm": row["bill_length_mm"],
@@ -54,16 +59,39 @@ def records(
     return out
 
 
+def feedback(
+    predictions: Iterable[Mapping[str, Any]], species: Iterable[str], at: datetime | None = None
+) -> list[FeedbackRecord]:
+    """One label per prediction (its `prediction_id`), the true species from `species` in the same order,
+    all told at `at`."""
+    when = _utc(at or datetime.now(UTC))
+    return [
+        {
+            "feedback_id": uuid.uuid4().hex,
+            "prediction_id": prediction["prediction_id"],
+            "species": true,
+            "time": when,
+            "request_id": uuid.uuid4().hex,
+        }
+        for prediction, true in zip(predictions, species, strict=True)
+    ]
+
+
 def lines(rows: Iterable[Mapping[str, Any]]) -> bytes:
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
 
 
 def write_log(
-    folder: Path, rows: Iterable[Mapping[str, Any]], start: datetime, pid: int, tail: bytes = b""
+    folder: Path,
+    rows: Iterable[Mapping[str, Any]],
+    start: datetime,
+    pid: int,
+    tail: bytes = b"",
+    prefix: str = PREDICTIONS_FILE_PREFIX,
 ) -> Path:
     """A log file holding `rows` as whole lines, then `tail` (e.g. half a line, as a killed writer leaves)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / file_name(start, pid)
+    path = folder / file_name(start, pid, prefix)
     path.write_bytes(lines(rows) + tail)
     return path
 

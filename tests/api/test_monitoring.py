@@ -1,5 +1,6 @@
-"""/monitoring, /monitoring/drift.json and the drift gauges of /metrics, over reports written by the real
-monitor steps from real log files; the report page in headless Chromium with every outside request blocked."""
+"""/monitoring, /monitoring/drift.json and the drift and live-accuracy gauges of /metrics, over reports
+written by the real monitor steps from real log files; the report page in headless Chromium with every
+outside request blocked."""
 
 import json
 import os
@@ -15,10 +16,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser
-from prediction_logs import records, shifted, write_log
+from prediction_logs import feedback, records, shifted, write_log
 from test_page import Visit, browser  # noqa: F401  (the module's Chromium, and a page opened offline)
 
 import penguins_contract as contract
+from penguins_contract import FEEDBACK_FILE_PREFIX
 from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.monitoring import steps as monitor_steps
 
@@ -145,6 +147,36 @@ def test_live_accuracy_is_exported_from_a_report_that_has_it_and_only_then(
     assert gauges(client.get("/metrics").text, "penguin_live_") == {
         "penguin_live_unmatched": 3.0,
         "penguin_live_below_threshold": 0.0,
+    }
+
+
+def test_the_live_accuracy_of_the_newest_report_is_exported_per_model_version(
+    client: TestClient, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame, tmp_path: Path
+) -> None:
+    """30 answers of the main version, 10 labelled (8 right), one label for an unknown prediction."""
+    settings = PipelineSettings(
+        artifacts_dir=artifacts_dir,
+        penguins_db_url=f"sqlite:///{tmp_path / 'penguins.db'}",
+        predictions_dir=tmp_path / "predictions",
+        min_live_labelled=10,
+    )
+    now = datetime.now(UTC)
+    answered = records(clean_penguins.sample(30, random_state=1), versions.main, end=now)
+    told = [row["species"] for row in answered[:8]] + [
+        "Gentoo" if row["species"] != "Gentoo" else "Adelie" for row in answered[8:10]
+    ]
+    labels = feedback([*answered[:10], {"prediction_id": "0" * 32}], [*told, "Adelie"], at=now)
+    write_log(settings.predictions_dir, answered, now, 1)
+    write_log(settings.predictions_dir, labels, now, 2, prefix=FEEDBACK_FILE_PREFIX)
+    monitor_steps.load(settings)
+    monitor_steps.check_drift(settings, f"manual__{now.isoformat()}")
+    text = client.get("/metrics").text
+    found = re.findall(r"^(penguin_live_\w+(?:\{[^}]*\})?) (\S+)$", text, flags=re.MULTILINE)
+    assert {name: float(value) for name, value in found} == {
+        f'penguin_live_accuracy{{model_version="{versions.main}"}}': pytest.approx(0.8),
+        f'penguin_live_labelled{{model_version="{versions.main}"}}': 10.0,
+        "penguin_live_unmatched": 1.0,
+        "penguin_live_below_threshold": 1.0,
     }
 
 

@@ -86,7 +86,22 @@ def test_the_predictions_of_the_training_distribution_do_not_drift(
     write_log(settings.predictions_dir, records(shifted(clean_penguins, 150, 12), versions.main), NOW, 1)
     checked = monitor(settings)
     assert (checked["status"], checked["drifted"], checked["drifted_features"]) == ("ok", False, [])
-    assert "No drift" in (Path(checked["report"]) / contract.REPORT_HTML).read_text()
+    assert checked["reasons"] == []
+    page = (Path(checked["report"]) / contract.REPORT_HTML).read_text()
+    assert "No drift" in page
+    # No label came back: the live part is there, empty, and flags nothing; no retraining decision yet.
+    report = latest_json(settings)
+    assert report["live"] == {
+        "labelled": 0,
+        "unmatched": 0,
+        "accuracy": None,
+        "min_accuracy": 0.9,
+        "min_labelled": 30,
+        "below_threshold": False,
+        "by_version": {},
+    }
+    assert report["retraining"] is None
+    assert "Live accuracy n/a on 0 labelled predictions" in page
 
 
 def test_too_few_predictions_flag_nothing(

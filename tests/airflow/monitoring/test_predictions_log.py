@@ -1,6 +1,6 @@
 """The prediction-log loader on real files and real databases (SQLite and MariaDB): every whole line once,
 partial lines later, malformed lines skipped and counted, no duplicate or loss after a crash mid-load, and
-records and tables from before prediction ids kept."""
+records and tables from before prediction ids kept; the feedback log through the same loader."""
 
 import json
 import os
@@ -13,27 +13,32 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from prediction_logs import lines, records, write_log
+from prediction_logs import feedback, lines, records, write_log
 from sqlalchemy.dialects import mysql
 
-from penguins_contract import PREDICTION_FIELDS, PREDICTION_KEY
+from penguins_contract import FEEDBACK_FILE_PREFIX, FEEDBACK_KEY, PREDICTION_FIELDS, PREDICTION_KEY
 from penguins_pipeline.core import store
 from penguins_pipeline.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.core.store import MYSQL_TABLE_OPTIONS
 from penguins_pipeline.monitoring import predictions_log
 from penguins_pipeline.monitoring import steps as monitor_steps
-from penguins_pipeline.monitoring.predictions_log import FILES_TABLE, PREDICTIONS_TABLE
+from penguins_pipeline.monitoring.predictions_log import (
+    FEEDBACK_FILES_TABLE,
+    FEEDBACK_TABLE,
+    FILES_TABLE,
+    PREDICTIONS_TABLE,
+)
 
 START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 VERSION = "20261130T220000000000Z-1a2b3c4d"
 
 
-def table_keys(url: str) -> list[str]:
+def table_keys(url: str, key: str = PREDICTION_KEY, table: str = PREDICTIONS_TABLE) -> list[str]:
     engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
-            return sorted(conn.scalars(sa.text(f"SELECT {PREDICTION_KEY} FROM {PREDICTIONS_TABLE}")))
+            return sorted(conn.scalars(sa.text(f"SELECT {key} FROM {table}")))
     finally:
         engine.dispose()
 
@@ -445,3 +450,76 @@ def test_two_loaders_at_once_never_duplicate(
     assert set(failures) <= {"failed with ConcurrentLoadError", "failed with OperationalError"}, errors
     load(db_url, folder)  # what a retry of the loser does
     assert table_keys(db_url) == keys(rows)
+
+
+def feedback_keys(url: str) -> list[str]:
+    return table_keys(url, FEEDBACK_KEY, FEEDBACK_TABLE)
+
+
+def test_feedback_is_loaded_once_by_the_same_loader_bad_lines_counted(
+    db_url: str, tmp_path: Path, clean_penguins: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The feedback log beside the prediction log: each loader reads only its own files, into its own
+    tables with its own offsets; a label for an unknown prediction is kept."""
+    answered = records(clean_penguins.head(6), VERSION)
+    write_log(tmp_path, answered, START, 1)
+    labels = feedback(answered[:4], ["Adelie", "Gentoo", "Chinstrap", "Adelie"], at=START)
+    unknown = feedback([{PREDICTION_KEY: "f" * 32}], ["Gentoo"], at=START)
+    bad = {**labels[0], "species": ""}
+    half = lines(labels[3:])[:-10]
+    path = write_log(
+        tmp_path, [], START, 7, tail=lines([*labels[:3], bad, *unknown]) + half, prefix=FEEDBACK_FILE_PREFIX
+    )
+    engine = store.make_engine(db_url)
+    try:
+        report = predictions_log.load_folder(engine, tmp_path, kind=predictions_log.FEEDBACK)
+        assert (report.files, report.records, report.skipped) == (1, 4, 1)
+        assert report.waiting_bytes == len(half)
+        assert "species must be a non-empty string" in caplog.text
+        assert feedback_keys(db_url) == sorted(row[FEEDBACK_KEY] for row in [*labels[:3], *unknown])
+        assert predictions_log.load_folder(engine, tmp_path, kind=predictions_log.FEEDBACK).records == 0
+        with open(path, "ab") as handle:  # the writer finishes its line
+            handle.write(lines(labels[3:])[-10:])
+        assert predictions_log.load_folder(engine, tmp_path, kind=predictions_log.FEEDBACK).records == 1
+        assert predictions_log.load_folder(engine, tmp_path).records == 6  # the predictions: their own files
+        with engine.connect() as conn:
+            files = dict(
+                conn.execute(sa.text(f"SELECT file_name, records FROM {FEEDBACK_FILES_TABLE}")).all()
+            )
+            stored = (
+                conn.execute(sa.select(predictions_log.feedback_table()).order_by("time")).mappings().all()
+            )
+    finally:
+        engine.dispose()
+    assert files == {path.name: 5}
+    assert feedback_keys(db_url) == sorted(row[FEEDBACK_KEY] for row in [*labels, *unknown])
+    assert table_keys(db_url) == keys(answered)
+    first = next(row for row in stored if row[FEEDBACK_KEY] == labels[0][FEEDBACK_KEY])
+    assert dict(first) == {
+        **labels[0],
+        "time": START.replace(tzinfo=None),
+        "source_file": path.name,
+    }
+
+
+def test_feedback_files_and_rows_follow_the_retention(
+    sqlite_url: str, tmp_path: Path, clean_penguins: pd.DataFrame
+) -> None:
+    now = datetime.now(UTC)
+    answered = records(clean_penguins.head(3), VERSION, end=now - timedelta(days=41))
+    old = write_log(
+        tmp_path,
+        feedback(answered, ["Adelie"] * 3, at=now - timedelta(days=40)),
+        START,
+        1,
+        prefix=FEEDBACK_FILE_PREFIX,
+    )
+    os.utime(old, (old.stat().st_atime, (now - timedelta(days=39)).timestamp()))
+    fresh = feedback(answered[:1], ["Gentoo"], at=now)
+    write_log(tmp_path, fresh, START + timedelta(days=1), 2, prefix=FEEDBACK_FILE_PREFIX)
+    settings = PipelineSettings(penguins_db_url=sqlite_url, predictions_dir=tmp_path)
+    loaded = monitor_steps.load(settings)["feedback"]
+    assert loaded["records"] == 4
+    assert (loaded["retention"]["rows_deleted"], loaded["retention"]["files_deleted"]) == (3, [old.name])
+    assert not old.exists()
+    assert feedback_keys(sqlite_url) == [fresh[0][FEEDBACK_KEY]]

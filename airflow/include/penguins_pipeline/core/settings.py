@@ -73,6 +73,9 @@ class PipelineSettings(BaseSettings):
     # The statistics are computed on at most this many of the window's predictions, a uniform sample seeded
     # with RANDOM_STATE: the memory of a run stays bounded however many predictions the window holds.
     drift_sample_rows: int = Field(100_000, ge=100)
+    # Live accuracy (the true species sent to POST /feedback): below MIN_LIVE_ACCURACY over the window, with
+    # at least MIN_LIVE_LABELLED labelled predictions in it (see above), emits penguins_drift like drift.
+    min_live_accuracy: float = Field(0.9, ge=0, le=1)
 
     @field_validator("max_depth", mode="before")
     @classmethod

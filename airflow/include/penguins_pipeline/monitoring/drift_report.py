@@ -87,6 +87,60 @@ def _summary_rows(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _confusion(summary: dict[str, Any]) -> str:
+    """The confusion matrix of one version as a table: rows the true species, columns the predicted."""
+    labels = [html.escape(name) for name in summary["confusion"]["labels"]]
+    head = "".join(f"<th>{name}</th>" for name in labels)
+    rows = "".join(
+        f"<tr><th>{name}</th>{''.join(f'<td>{count}</td>' for count in counts)}</tr>"
+        for name, counts in zip(labels, summary["confusion"]["matrix"], strict=True)
+    )
+    head = f"<thead><tr><th>true \\ predicted</th>{head}</tr></thead>"
+    return f"<table class=confusion>{head}<tbody>{rows}</tbody></table>"
+
+
+def live_section(report: dict[str, Any]) -> str:
+    """The "Live accuracy" part: the labelled predictions of the window per model version (accuracy, recall
+    per species, confusion matrix), the unmatched labels, and train_pipeline's latest retraining decision."""
+    measured = report.get("live")
+    if measured is None:
+        return ""
+    verdict = "below" if measured["below_threshold"] else "ok"
+    headline = (
+        f"Live accuracy {_share(measured['accuracy'])} on {measured['labelled']} labelled predictions of the "
+        f"window (threshold {_share(measured['min_accuracy'])} once at least {measured['min_labelled']} are "
+        f"labelled){': BELOW THE THRESHOLD' if measured['below_threshold'] else ''}; "
+        f"{measured['unmatched']} labels match no loaded prediction."
+    )
+    parts = [
+        f'<h2>Live accuracy</h2><p class="status {verdict}" id="live-status">{html.escape(headline)}</p>'
+    ]
+    for version, summary in measured["by_version"].items():
+        recall = ", ".join(
+            f"{html.escape(name)} {_share(value)}" for name, value in summary["recall"].items()
+        )
+        parts.append(
+            f"<h3>Model <code>{html.escape(version)}</code>: {_share(summary['accuracy'])} on "
+            f"{summary['labelled']} labelled</h3><p>Recall: {recall}</p>{_confusion(summary)}"
+        )
+    decision = report.get("retraining")
+    if decision:
+        parts.append(
+            "<h2>Latest retraining</h2><p id=retraining>"
+            + html.escape(
+                f"{decision.get('time', '?')}: challenger {decision.get('candidate')} against champion "
+                f"{decision.get('champion')}, {'promoted' if decision.get('promoted') else 'not promoted'}: "
+                f"{decision.get('reason', '')}"
+            )
+            + "</p>"
+        )
+    return "\n".join(parts)
+
+
 def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: pd.DataFrame | None) -> str:
     """The whole page; plotly.js inline (no request leaves the page)."""
     window = {key: report["window"][key][:16].replace("T", " ") for key in ("start", "end")}
@@ -103,7 +157,7 @@ def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: p
         f"and PSI &ge; {report['thresholds']['psi']}; report {html.escape(report['run_id'])}, "
         f"written {html.escape(report['created_at'])}."
     )
-    body = f"<p>{facts}</p>"
+    body = f"<p>{facts}</p>{live_section(report)}"
     if report["features"] and training is not None and recent is not None:
         figure = distributions_figure(report, training, recent)
         body += (
@@ -118,7 +172,7 @@ def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: p
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
 .status {{ padding: .6rem 1rem; border-radius: .4rem; background: #e8f1fb; }}
-.status.drifted {{ background: #fde8e8; }}
+.status.drifted, .status.below {{ background: #fde8e8; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }}
 td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}

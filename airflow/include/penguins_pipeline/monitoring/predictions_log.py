@@ -1,12 +1,15 @@
-"""The API's prediction log (PREDICTIONS_DIR, JSON Lines) into the table `penguins_predictions`.
+"""The API's logs (PREDICTIONS_DIR, JSON Lines): predictions into `penguins_predictions`, true species (the
+feedback log, `POST /feedback`) into `penguins_feedback`, by one loader: a `LogKind` names a log's files,
+tables and record parser, everything else below is the same for both.
 
-The format is fixed by the API's writer: one file per API worker, `predictions-<UTC start>-<pid>.jsonl`,
-appended whole lines only; a last line without its newline is a write still under way (or cut by a crash) and
-is not a record yet. The loader remembers, per file, how many bytes of whole lines it has consumed
-(`penguins_prediction_files`); the rows of a chunk and the file's new offset are committed in one
-transaction, so a rerun or a crash at any point neither duplicates nor loses a record. Two loaders at once
-(`make monitor` beside a scheduled run) cannot duplicate either: the key, each record's `prediction_id`,
-refuses the second insert, that transaction rolls back and its task's retry starts from the committed offset.
+The format is fixed by the API's writers: one file per API worker and log, `<prefix><UTC start>-<pid>.jsonl`
+(penguins_contract.LOG_FILE_PATTERN), appended whole lines only; a last line without its newline is a write
+still under way (or cut by a crash) and is not a record yet. The loader remembers, per file, how many bytes
+of whole lines it has consumed (`penguins_prediction_files`, `penguins_feedback_files`); the rows of a chunk
+and the file's new offset are committed in one transaction, so a rerun or a crash at any point neither
+duplicates nor loses a record. Two loaders at once (`make monitor` beside a scheduled run) cannot duplicate
+either: the key, each record's `prediction_id` (`feedback_id` for a label), refuses the second insert, that
+transaction rolls back and its task's retry starts from the committed offset.
 Files are never changed; retention deletes old rows, and old fully loaded files only where the folder is
 writable. A folder that is missing (an unmounted volume) changes no bookkeeping: it is an error once files
 were loaded from it.
@@ -20,8 +23,7 @@ import json
 import logging
 import math
 import os
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,10 +33,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from penguins_contract import (
+    FEEDBACK_FIELDS,
+    FEEDBACK_FILE_PREFIX,
+    FEEDBACK_KEY,
+    LOG_FILE_PATTERN,
     PREDICTION_ENDPOINTS,
     PREDICTION_FIELDS,
     PREDICTION_ID_PATTERN,
     PREDICTION_KEY,
+    PREDICTIONS_FILE_PREFIX,
 )
 from penguins_pipeline.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from penguins_pipeline.core.store import MYSQL_TABLE_OPTIONS
@@ -43,7 +50,8 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS_TABLE = "penguins_predictions"
 FILES_TABLE = "penguins_prediction_files"
-FILE_PATTERN = re.compile(r"predictions-[0-9]{8}T[0-9]{12}Z-[0-9]+\.jsonl")
+FEEDBACK_TABLE = "penguins_feedback"
+FEEDBACK_FILES_TABLE = "penguins_feedback_files"
 # Bytes read (and committed) at a time: bounds the memory of a load whatever the size of a file.
 CHUNK_BYTES = 4 * 1024 * 1024
 _SHORT_TEXT = 128
@@ -80,10 +88,26 @@ def predictions_table(metadata: sa.MetaData | None = None) -> sa.Table:
     )
 
 
-def files_table(metadata: sa.MetaData | None = None) -> sa.Table:
+def feedback_table(metadata: sa.MetaData | None = None) -> sa.Table:
+    """One row per label (the contract's FEEDBACK_FIELDS, then its file), kept whether or not its prediction
+    is loaded: a label for an unknown id is reported as unmatched, never dropped."""
+    return sa.Table(
+        FEEDBACK_TABLE,
+        metadata or sa.MetaData(),
+        sa.Column(FEEDBACK_KEY, sa.String(_SHORT_TEXT), primary_key=True),
+        sa.Column(PREDICTION_KEY, sa.String(_KEY_TEXT), nullable=False, index=True),
+        sa.Column("species", sa.String(_SHORT_TEXT), nullable=False, comment="the TRUE species"),
+        sa.Column("time", _TIME, nullable=False, index=True, comment="UTC time the label came (labelled_at)"),
+        sa.Column("request_id", sa.String(_SHORT_TEXT), nullable=False),
+        sa.Column("source_file", sa.String(255), nullable=False),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def files_table(metadata: sa.MetaData | None = None, name: str = FILES_TABLE) -> sa.Table:
     """Per log file: how many bytes of whole lines are loaded, and what they held."""
     return sa.Table(
-        FILES_TABLE,
+        name,
         metadata or sa.MetaData(),
         sa.Column("file_name", sa.String(255), primary_key=True),
         sa.Column("loaded_bytes", sa.BigInteger(), nullable=False),
@@ -128,20 +152,8 @@ def legacy_prediction_id(request_id: str, item: int) -> str:
     return f"{request_id}#{item}"
 
 
-def parse_record(line: bytes) -> dict[str, Any]:
-    """One line as a row of `penguins_predictions`, or BadRecord naming the first field that is wrong."""
-    try:
-        raw = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise BadRecord(f"not JSON: {err}") from None
-    if not isinstance(raw, dict):
-        raise BadRecord(f"not a JSON object but {type(raw).__name__}")
-    missing = [name for name in PREDICTION_FIELDS if name not in raw and name != PREDICTION_KEY]
-    if missing:
-        raise BadRecord(f"missing field(s): {', '.join(missing)}")
-    item = raw["item"]
-    if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < 2**31:
-        raise BadRecord(f"item must be a non-negative integer, not {item!r}")
+def _utc_time(raw: dict[str, Any]) -> datetime:
+    """The record's `time`, naive UTC as the tables hold it."""
     when = _text(raw, "time")
     try:
         time = datetime.fromisoformat(when)
@@ -149,6 +161,37 @@ def parse_record(line: bytes) -> dict[str, Any]:
         raise BadRecord(f"time must be an ISO 8601 UTC time, not {when!r}") from None
     if time.utcoffset() != timedelta(0):
         raise BadRecord(f"time must be in UTC (…Z), not {when!r}")
+    return time.astimezone(UTC).replace(tzinfo=None)
+
+
+def _json_object(line: bytes, fields: Iterable[str]) -> dict[str, Any]:
+    """The line's JSON object, every one of `fields` present, or BadRecord saying what is wrong."""
+    try:
+        raw = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadRecord(f"not JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise BadRecord(f"not a JSON object but {type(raw).__name__}")
+    missing = [name for name in fields if name not in raw]
+    if missing:
+        raise BadRecord(f"missing field(s): {', '.join(missing)}")
+    return raw
+
+
+def _prediction_id(raw: dict[str, Any]) -> str:
+    prediction_id = raw[PREDICTION_KEY]
+    if not isinstance(prediction_id, str) or not PREDICTION_ID_PATTERN.fullmatch(prediction_id):
+        raise BadRecord(f"prediction_id must be 32 lowercase hex digits, not {prediction_id!r}")
+    return prediction_id
+
+
+def parse_record(line: bytes) -> dict[str, Any]:
+    """One line as a row of `penguins_predictions`, or BadRecord naming the first field that is wrong."""
+    raw = _json_object(line, (name for name in PREDICTION_FIELDS if name != PREDICTION_KEY))
+    item = raw["item"]
+    if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < 2**31:
+        raise BadRecord(f"item must be a non-negative integer, not {item!r}")
+    time = _utc_time(raw)
     endpoint = _text(raw, "endpoint")
     if endpoint not in PREDICTION_ENDPOINTS:
         raise BadRecord(f"endpoint must be one of {', '.join(PREDICTION_ENDPOINTS)}, not {endpoint!r}")
@@ -161,14 +204,12 @@ def parse_record(line: bytes) -> dict[str, Any]:
     if PREDICTION_KEY not in raw:
         prediction_id = legacy_prediction_id(request_id, item)
     else:
-        prediction_id = raw[PREDICTION_KEY]
-        if not isinstance(prediction_id, str) or not PREDICTION_ID_PATTERN.fullmatch(prediction_id):
-            raise BadRecord(f"prediction_id must be 32 lowercase hex digits, not {prediction_id!r}")
+        prediction_id = _prediction_id(raw)
     return {
         PREDICTION_KEY: prediction_id,
         "request_id": request_id,
         "item": item,
-        "time": time.astimezone(UTC).replace(tzinfo=None),
+        "time": time,
         "endpoint": endpoint,
         "model_version": _text(raw, "model_version"),
         **{name: _number(raw, name) for name in NUMERIC_FEATURES},
@@ -176,6 +217,39 @@ def parse_record(line: bytes) -> dict[str, Any]:
         "species": _text(raw, "species"),
         "probabilities": json.dumps(probabilities, sort_keys=True),
     }
+
+
+def parse_feedback(line: bytes) -> dict[str, Any]:
+    """One line of the feedback log as a row of `penguins_feedback`, or BadRecord naming the field. The
+    species is any non-empty name here: the API checked it against the model that answered."""
+    raw = _json_object(line, FEEDBACK_FIELDS)
+    return {
+        FEEDBACK_KEY: _text(raw, FEEDBACK_KEY),
+        PREDICTION_KEY: _prediction_id(raw),
+        "species": _text(raw, "species"),
+        "time": _utc_time(raw),
+        "request_id": _text(raw, "request_id"),
+    }
+
+
+@dataclass(frozen=True)
+class LogKind:
+    """One of the API's logs: its files' prefix, its tables, its key, and how a line becomes a row."""
+
+    prefix: str
+    table: Callable[[sa.MetaData | None], sa.Table]
+    files_table: str
+    key: str
+    parse: Callable[[bytes], dict[str, Any]]
+
+    def owns(self, path: Path) -> bool:
+        """Whether `path` is a file of this log."""
+        name = path.name
+        return bool(LOG_FILE_PATTERN.fullmatch(name)) and name.startswith(self.prefix) and path.is_file()
+
+
+PREDICTIONS = LogKind(PREDICTIONS_FILE_PREFIX, predictions_table, FILES_TABLE, PREDICTION_KEY, parse_record)
+FEEDBACK = LogKind(FEEDBACK_FILE_PREFIX, feedback_table, FEEDBACK_FILES_TABLE, FEEDBACK_KEY, parse_feedback)
 
 
 @dataclass
@@ -187,7 +261,12 @@ class Chunk:
     end: int
 
 
-def read_chunks(path: Path, offset: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+def read_chunks(
+    path: Path,
+    offset: int,
+    chunk_bytes: int = CHUNK_BYTES,
+    parse: Callable[[bytes], dict[str, Any]] = parse_record,
+) -> Iterator[Chunk]:
     """Whole lines of `path` from byte `offset` on, `chunk_bytes` at a time; a last line without its newline
     is left for a later read. A malformed line is logged (file, byte offset, reason) and counted."""
     with open(path, "rb") as handle:
@@ -202,7 +281,7 @@ def read_chunks(path: Path, offset: int, chunk_bytes: int = CHUNK_BYTES) -> Iter
             records, skipped, position = [], 0, offset
             for line in data[:cut].splitlines(keepends=True):
                 try:
-                    record = parse_record(line)
+                    record = parse(line)
                 except BadRecord as err:
                     skipped += 1
                     log.warning("Skipped the line at byte %d of %s: %s", position, path.name, err)
@@ -226,13 +305,15 @@ class LoadReport:
     waiting_bytes: int = 0
 
 
-def create_tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
-    """The two tables, made if missing; a predictions table of before prediction ids is migrated first."""
-    _migrate_to_prediction_ids(engine)
+def create_tables(engine: sa.Engine, kind: LogKind = PREDICTIONS) -> tuple[sa.Table, sa.Table]:
+    """The log's two tables, made if missing; a predictions table of before prediction ids is migrated
+    first."""
+    if kind == PREDICTIONS:
+        _migrate_to_prediction_ids(engine)
     metadata = sa.MetaData()
-    predictions, files = predictions_table(metadata), files_table(metadata)
+    rows, files = kind.table(metadata), files_table(metadata, kind.files_table)
     metadata.create_all(engine, checkfirst=True)
-    return predictions, files
+    return rows, files
 
 
 # Where a predictions table keyed (request_id, item) waits while its rows are copied into today's table.
@@ -279,16 +360,18 @@ def _migrate_to_prediction_ids(engine: sa.Engine) -> None:
     log.warning("Migrated %s to prediction ids: %d rows kept", PREDICTIONS_TABLE, copied.rowcount)
 
 
-def log_files(folder: Path) -> list[Path]:
-    """The prediction files of `folder`, oldest first (their names start with the UTC start time)."""
+def log_files(folder: Path, kind: LogKind = PREDICTIONS) -> list[Path]:
+    """The files of the log `kind` in `folder`, oldest first (their names start with the UTC start time)."""
     if not folder.is_dir():
         return []
-    return sorted(path for path in folder.iterdir() if FILE_PATTERN.fullmatch(path.name) and path.is_file())
+    return sorted(path for path in folder.iterdir() if kind.owns(path))
 
 
-def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES) -> LoadReport:
-    """Load every whole line not loaded yet from the files of `folder`."""
-    predictions, files = create_tables(engine)
+def load_folder(
+    engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES, kind: LogKind = PREDICTIONS
+) -> LoadReport:
+    """Load every whole line not loaded yet from the files of the log `kind` in `folder`."""
+    rows, files = create_tables(engine, kind)
     with engine.connect() as conn:
         loaded = {
             name: size for name, size in conn.execute(sa.select(files.c.file_name, files.c.loaded_bytes))
@@ -301,27 +384,28 @@ def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES)
                 "before: is its volume mounted? Nothing was loaded and no file's offset was forgotten. Mount "
                 "it again (or create the folder if the log was deleted on purpose) and rerun."
             )
-        log.warning("PREDICTIONS_DIR %s does not exist: no prediction was logged yet", folder)
+        log.warning("PREDICTIONS_DIR %s does not exist: nothing was logged yet", folder)
         return report
-    for path in log_files(folder):
+    for path in log_files(folder, kind):
         offset = loaded.get(path.name, 0)
         size = path.stat().st_size
         if size < offset:
             log.warning("%s is shorter (%d bytes) than what was loaded (%d): left alone", path, size, offset)
             continue
         report.files += 1
-        for chunk in read_chunks(path, offset, chunk_bytes):
-            added, duplicates = _commit(engine, predictions, files, path.name, chunk, offset == 0)
+        for chunk in read_chunks(path, offset, chunk_bytes, kind.parse):
+            added, duplicates = _commit(engine, rows, files, kind.key, path.name, chunk, offset == 0)
             offset = chunk.end
             report.records += added
             report.skipped += chunk.skipped
             report.duplicates += duplicates
         report.waiting_bytes += max(path.stat().st_size - offset, 0)
     log.info(
-        "Loaded %d records from %d files (%d malformed lines skipped, %d duplicates ignored, %d bytes of "
+        "Loaded %d records from %d %s files (%d malformed lines skipped, %d duplicates ignored, %d bytes of "
         "unfinished lines left for the next run)",
         report.records,
         report.files,
+        kind.prefix.rstrip("-"),
         report.skipped,
         report.duplicates,
         report.waiting_bytes,
@@ -330,14 +414,14 @@ def load_folder(engine: sa.Engine, folder: Path, chunk_bytes: int = CHUNK_BYTES)
 
 
 def _commit(
-    engine: sa.Engine, predictions: sa.Table, files: sa.Table, name: str, chunk: Chunk, first: bool
+    engine: sa.Engine, rows: sa.Table, files: sa.Table, key: str, name: str, chunk: Chunk, first: bool
 ) -> tuple[int, int]:
     """Insert a chunk's new records and move the file's offset, in one transaction; (inserted, duplicates)."""
     try:
         with engine.begin() as conn:
-            fresh = _new_records(conn, predictions, chunk.records)
+            fresh = _new_records(conn, rows.c[key], chunk.records)
             if fresh:
-                conn.execute(predictions.insert(), fresh)
+                conn.execute(rows.insert(), fresh)
             duplicates = len(chunk.records) - len(fresh)
             counts = {"loaded_bytes": chunk.end, "updated_at": datetime.now(UTC).replace(tzinfo=None)}
             if first:
@@ -359,21 +443,18 @@ def _commit(
             "this chunk was rolled back; a retry goes on from the committed offset"
         ) from err
     if duplicates:
-        log.warning("%s: %d records whose prediction_id was already loaded were skipped", name, duplicates)
+        log.warning("%s: %d records whose %s was already loaded were skipped", name, duplicates, key)
     return len(fresh), duplicates
 
 
-def _new_records(
-    conn: sa.Connection, predictions: sa.Table, records: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _new_records(conn: sa.Connection, key: sa.Column, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records whose key is neither loaded nor repeated earlier in `records` (a file copied twice into
     the folder, or old records of a client that reused its X-Request-ID): skipped and counted, not an
     error."""
     fresh: dict[str, dict[str, Any]] = {}
     for record in records:
-        fresh.setdefault(record[PREDICTION_KEY], record)
+        fresh.setdefault(record[key.name], record)
     keys = sorted(fresh)
-    key = predictions.c[PREDICTION_KEY]
     for start in range(0, len(keys), 1000):
         for loaded in conn.scalars(sa.select(key).where(key.in_(keys[start : start + 1000]))):
             fresh.pop(loaded, None)
@@ -389,43 +470,47 @@ class Retention:
     files_forgotten: list[str] = field(default_factory=list)
 
 
-def apply_retention(engine: sa.Engine, folder: Path, days: float, now: datetime | None = None) -> Retention:
-    """Delete rows answered more than `days` ago; delete log files fully loaded and untouched for as long,
-    if `folder` is writable (in compose Airflow mounts it read-only: files stay); forget the bookkeeping of
-    files it deleted, and of files gone from an existing `folder` and last loaded more than `days` ago. Only
-    those: a missing folder, or an empty mount point in its place, forgets nothing, and a forgotten file that
-    comes back holds only rows this retention deletes. `days` 0 keeps everything."""
+def apply_retention(
+    engine: sa.Engine, folder: Path, days: float, now: datetime | None = None, kind: LogKind = PREDICTIONS
+) -> Retention:
+    """Delete rows of the log `kind` written (answered, labelled) more than `days` ago; delete log files
+    fully loaded and untouched for as long, if `folder` is writable (in compose Airflow mounts it read-only:
+    files stay); forget the bookkeeping of files it deleted, and of files gone from an existing `folder` and
+    last loaded more than `days` ago. Only those: a missing folder, or an empty mount point in its place,
+    forgets nothing, and a forgotten file that comes back holds only rows this retention deletes. `days` 0
+    keeps everything."""
     done = Retention()
     if days <= 0:
         return done
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=days)
-    predictions, files = create_tables(engine)
+    rows, files = create_tables(engine, kind)
     naive_cutoff = cutoff.replace(tzinfo=None)
     with engine.begin() as conn:
-        deleted = conn.execute(predictions.delete().where(predictions.c.time < naive_cutoff))
+        deleted = conn.execute(rows.delete().where(rows.c.time < naive_cutoff))
         done.rows_deleted = deleted.rowcount
         query = sa.select(files.c.file_name, files.c.loaded_bytes, files.c.updated_at)
-        rows = conn.execute(query).all()
-    loaded = {name: size for name, size, _ in rows}
-    last_loaded_long_ago = {name for name, _, updated in rows if updated < naive_cutoff}
+        tracked = conn.execute(query).all()
+    loaded = {name: size for name, size, _ in tracked}
+    last_loaded_long_ago = {name for name, _, updated in tracked if updated < naive_cutoff}
     if not folder.is_dir():
         log.warning("Retention: PREDICTIONS_DIR %s does not exist: no log file deleted or forgotten", folder)
     else:
         if os.access(folder, os.W_OK):
-            for path in log_files(folder):
+            for path in log_files(folder, kind):
                 stat = path.stat()
                 if loaded.get(path.name) == stat.st_size and stat.st_mtime < cutoff.timestamp():
                     path.unlink(missing_ok=True)
                     done.files_deleted.append(path.name)
-        present = {path.name for path in log_files(folder)}
+        present = {path.name for path in log_files(folder, kind)}
         gone = set(loaded) - present
         done.files_forgotten = sorted(gone & (last_loaded_long_ago | set(done.files_deleted)))
     if done.files_forgotten:
         with engine.begin() as conn:
             conn.execute(files.delete().where(files.c.file_name.in_(done.files_forgotten)))
     log.info(
-        "Retention (%s days): deleted %d rows, %d log files; forgot %d files that are gone",
+        "Retention of %s (%s days): deleted %d rows, %d log files; forgot %d files that are gone",
+        rows.name,
         days,
         done.rows_deleted,
         len(done.files_deleted),

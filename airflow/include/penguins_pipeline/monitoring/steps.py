@@ -1,10 +1,12 @@
 """The steps of `monitor_pipeline`, one function per task, taking and returning only small values (XCom).
 
-`load` brings the API's prediction log into `penguins_predictions` and applies the retention; `drift`
-compares the window's predictions with the training split of the model that answered them and publishes a
-report. Which model: the window may hold several versions (a promotion happened in it); the report judges the
-newest, the one that answered the latest prediction, on its own predictions only (mixing versions would
-compare a model's inputs with another model's training data), and lists the others with their counts.
+`load` brings the API's prediction log into `penguins_predictions` and its feedback log into
+`penguins_feedback`, and applies the retention to both; `check_drift` rebuilds `penguins_labelled` and
+measures the live accuracy over the window (see `live`), compares the window's predictions with the training
+split of the model that answered them and publishes a report. Which model: the window may hold several
+versions (a promotion happened in it); the report judges the newest, the one that answered the latest
+prediction, on its own predictions only (mixing versions would compare a model's inputs with another model's
+training data), and lists the others with their counts.
 Testable without Airflow.
 """
 
@@ -25,7 +27,8 @@ import penguins_contract as contract
 from penguins_pipeline.core import store
 from penguins_pipeline.core.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, TARGET
 from penguins_pipeline.core.settings import PipelineSettings
-from penguins_pipeline.monitoring import drift, drift_report, predictions_log
+from penguins_pipeline.monitoring import drift, drift_report, live, predictions_log
+from penguins_pipeline.monitoring.predictions_log import FEEDBACK, PREDICTIONS
 
 log = logging.getLogger(__name__)
 REPORT_SCHEMA_VERSION = 1
@@ -34,16 +37,19 @@ SAMPLE_CHUNK_ROWS = 20_000
 
 
 def load(settings: PipelineSettings) -> dict[str, Any]:
-    """Load what is new in PREDICTIONS_DIR, then apply PREDICTIONS_RETENTION_DAYS."""
+    """Load what is new in PREDICTIONS_DIR (predictions, then labels), then apply PREDICTIONS_RETENTION_DAYS
+    to each; the predictions' counts at the top, the labels' under `feedback`."""
     engine = store.make_engine(settings.penguins_db_url)
+    folder, days = settings.predictions_dir, settings.predictions_retention_days
+    done = {}
     try:
-        loaded = predictions_log.load_folder(engine, settings.predictions_dir)
-        retention = predictions_log.apply_retention(
-            engine, settings.predictions_dir, settings.predictions_retention_days
-        )
+        for kind in (PREDICTIONS, FEEDBACK):
+            loaded = predictions_log.load_folder(engine, folder, kind=kind)
+            retention = predictions_log.apply_retention(engine, folder, days, kind=kind)
+            done[kind] = {**asdict(loaded), "retention": asdict(retention)}
     finally:
         engine.dispose()
-    return {**asdict(loaded), "retention": asdict(retention)}
+    return {**done[PREDICTIONS], "feedback": done[FEEDBACK]}
 
 
 @dataclass
@@ -208,12 +214,21 @@ def build_report(
 def check_drift(settings: PipelineSettings, run_id: str, now: datetime | None = None) -> dict[str, Any]:
     """Judge the window, publish the report (then prune old ones); return what the next task needs."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    window = read_window(settings, now - timedelta(hours=settings.drift_window_hours))
+    start = now - timedelta(hours=settings.drift_window_hours)
+    window = read_window(settings, start)
     report, training, recent = build_report(settings, run_id, now, window)
+    report["live"] = live.live_report(settings, run_id, start)
+    report["retraining"] = live.read_retraining(settings.artifacts_dir)
     folder = drift_report.publish(settings.artifacts_dir, report, training, recent)
     removed = drift_report.prune(settings.artifacts_dir, settings.drift_keep_reports)
     log.info("%s Report: %s (removed old reports: %s)", report["message"], folder, removed or "none")
+    measured = report["live"]
+    reasons = (["drift"] if report["drifted"] else []) + (
+        ["live_accuracy"] if measured["below_threshold"] else []
+    )
     return {
+        "reasons": reasons,
+        "live": {name: measured[name] for name in ("labelled", "accuracy", "min_accuracy", "min_labelled")},
         "report": str(folder),
         "status": report["status"],
         "drifted": report["drifted"],
