@@ -69,12 +69,16 @@ LIVE = {
 }
 
 
-def with_live(artifacts_dir: Path, live: dict) -> None:
-    """The newest report as monitor_pipeline writes it once feedback exists: with a `live` section."""
+def with_live(artifacts_dir: Path, live: dict | None) -> None:
+    """The newest report with the `live` section given, or with none (None: as reports written before the
+    feedback loop existed)."""
     folder = contract.latest_report(artifacts_dir)
     assert folder is not None
     report = json.loads((folder / contract.REPORT_JSON).read_text())
-    (folder / contract.REPORT_JSON).write_text(json.dumps({**report, "live": live, "retraining": None}))
+    report = {key: value for key, value in report.items() if key not in ("live", "retraining")}
+    if live is not None:
+        report |= {"live": live, "retraining": None}
+    (folder / contract.REPORT_JSON).write_text(json.dumps(report))
 
 
 def gauges(text: str, prefix: str = "penguin_drift_") -> dict[str, float]:
@@ -132,6 +136,7 @@ def test_live_accuracy_is_exported_from_a_report_that_has_it_and_only_then(
     client: TestClient, artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
 ) -> None:
     make_report(artifacts_dir, versions.main, clean_penguins, 35)
+    with_live(artifacts_dir, None)
     before = client.get("/metrics").text
     assert gauges(before, "penguin_live_") == {}  # a report written before feedback: no live gauges
     assert gauges(before)["penguin_drift_detected"] == 0.0  # and its drift gauges as ever
