@@ -101,3 +101,26 @@ def test_a_sigterm_ends_the_step_at_once_as_a_failure_to_retry() -> None:
         assert signal.getsignal(signal.SIGTERM) is airflow_handler, "and is put back"
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_stop_is_not_swallowed_by_code_that_catches_every_exception() -> None:
+    """Libraries catch Exception (scikit-learn's cross_validate scored a stopped fold NaN and trained on):
+    the stop goes through them as KeyboardInterrupt would."""
+
+    def careless_library(settings: PipelineSettings) -> str:
+        try:
+            for _ in range(600):
+                time.sleep(0.1)
+        except Exception:
+            return "swallowed"
+        return "finished"
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        stop = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        stop.start()
+        with pytest.raises(StopRequested):
+            run_step(careless_library)
+        stop.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

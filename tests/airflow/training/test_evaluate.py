@@ -1,12 +1,15 @@
 """Held-out metrics, cross-validation and the quality gate that guards promotion."""
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.training import artifacts
 from penguins_pipeline.training.evaluate import (
     QualityGateError,
+    cross_validation,
     held_out_metrics,
     quality_gate,
     score_current,
@@ -102,3 +105,14 @@ def test_the_gate_refuses_a_worse_model_and_nothing_is_promoted(
         quality_gate(staged.metrics["accuracy"], staged.current, worse.min_accuracy, worse.gate_tolerance)
     assert artifacts.read_current(root) == good
     assert artifacts.list_versions(root) == [good]
+
+
+class _FailsToFit(BaseEstimator, ClassifierMixin):
+    def fit(self, features: pd.DataFrame, labels: np.ndarray) -> "_FailsToFit":
+        raise ValueError("a fold that cannot be fitted")
+
+
+def test_a_fold_that_fails_fails_the_cross_validation(penguins: pd.DataFrame) -> None:
+    """scikit-learn's default scores a failed fold NaN, with a warning: the manifest carried a CV of nan."""
+    with pytest.raises(ValueError, match="a fold that cannot be fitted"):
+        cross_validation(_FailsToFit(), penguins[["bill_length_mm"]], penguins["species"].to_numpy(), 2, 0)

@@ -20,8 +20,11 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
-class StopRequested(Exception):
-    """SIGTERM reached the task: its scheduler (or the whole stack, Ctrl-C on `make run`) is stopping."""
+class StopRequested(BaseException):
+    """SIGTERM reached the task: its scheduler (or the whole stack, Ctrl-C on `make run`) is stopping.
+
+    A BaseException, as KeyboardInterrupt is: library code that catches Exception must not swallow a stop
+    (scikit-learn's cross_validate turned one into a NaN fold score and trained on for seconds)."""
 
 
 @contextlib.contextmanager

@@ -58,6 +58,7 @@ def cross_validation(
         labels,
         cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state),
         scoring=["accuracy", "f1_macro"],
+        error_score="raise",  # a failing fold fails the training, never a NaN score that passes unseen
     )
     return {
         "folds": folds,
