@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import mlflow_server as mlflow_launcher
+import numpy as np
 import palmerpenguins
 import pandas as pd
 import pytest
@@ -211,6 +213,32 @@ class Versions:
 def clean_penguins() -> pd.DataFrame:
     """What `penguins_clean` holds: palmerpenguins without the rows that miss a value."""
     return palmerpenguins.load_penguins().dropna()[DATA_COLUMNS].reset_index(drop=True)
+
+
+class MakeColony(Protocol):
+    def __call__(self, rows: int, seed: int) -> pd.DataFrame: ...
+
+
+@pytest.fixture(scope="session")
+def make_shifted_colony(clean_penguins: pd.DataFrame) -> MakeColony:
+    """`make_shifted_colony(rows, seed)`: Adelie penguins heavier than any in training, with Gentoo-long
+    flippers, on Biscoe (their true species Adelie): the population a model trained on `penguins_clean` alone
+    takes for Gentoo, for the retraining tests and the native feedback loop."""
+
+    def colony(rows: int, seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        adelie = clean_penguins[clean_penguins["species"] == "Adelie"]
+        return (
+            adelie.sample(rows, replace=True, random_state=seed)
+            .assign(
+                island="Biscoe",
+                body_mass_g=rng.uniform(6500, 7500, rows).round(),
+                flipper_length_mm=rng.uniform(222, 235, rows).round(),
+            )
+            .reset_index(drop=True)
+        )
+
+    return colony
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,13 @@ stand-in for the API's /warmup on a real local HTTP server, and labelled live pe
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -129,16 +128,10 @@ LIVE_ROWS = 100  # labelled live penguins; the newest 30 (LIVE_TEST_FRACTION 0.3
 
 
 @pytest.fixture(scope="session")
-def shifted_colony(penguins: pd.DataFrame) -> pd.DataFrame:
-    """LIVE_ROWS Adelie penguins heavier than any in training, with Gentoo-long flippers, on Biscoe: a model
-    trained on `penguins_clean` alone takes them for Gentoo."""
-    rng = np.random.default_rng(7)
-    colony = penguins[penguins["species"] == "Adelie"].sample(LIVE_ROWS, replace=True, random_state=7)
-    return colony.assign(
-        island="Biscoe",
-        body_mass_g=rng.uniform(6500, 7500, LIVE_ROWS).round(),
-        flipper_length_mm=rng.uniform(222, 235, LIVE_ROWS).round(),
-    ).reset_index(drop=True)
+def shifted_colony(make_shifted_colony: Callable[[int, int], pd.DataFrame]) -> pd.DataFrame:
+    """LIVE_ROWS penguins of the shifted colony (tests/conftest.py): a model trained on `penguins_clean` alone
+    takes them for Gentoo."""
+    return make_shifted_colony(LIVE_ROWS, 7)
 
 
 class WriteLabelled(Protocol):
