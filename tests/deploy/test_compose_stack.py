@@ -371,12 +371,13 @@ def test_down_then_up_serves_the_same_version_without_retraining(
     stored = bucket_object(stack, tracked.run_id)
     stack.compose("down")
     stack.compose("up", "-d")
-    # The first answer the restarted API gives already comes from the promoted version.
+    # The restarted API answers from the promoted version at once, and no version is lost.
     assert stack.wait_served(timeout=300) == promoted
-    assert sorted(p.name for p in models.iterdir()) == kept
-    # The schedulers came back with the @once run done: nothing was triggered again.
+    assert set(kept) <= {p.name for p in models.iterdir()}
+    # The schedulers came back with the @once run done: the restart triggered no data_pipeline, and so no
+    # training from penguins_clean (an hourly monitor_pipeline may still find the drift and train again).
     wait_for("every service healthy again", lambda: all_healthy(stack), timeout=300)
-    assert runs(stack, "train_pipeline") == trained
+    assert set(trained) <= set(runs(stack, "train_pipeline"))
     assert len(runs(stack, "data_pipeline")) == 1
     # MLflow's run, registry and objects live in named volumes: all still there.
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
@@ -416,6 +417,7 @@ def test_mysql_stopped_mid_run_fails_it_cleanly_and_a_rerun_succeeds(
     stack: ComposeStack, first_version: str
 ) -> None:
     before = table_digest(stack)
+    served = stack.served_version()  # the first version, or the one a drift-started training promoted
     run_id = stack.trigger("data_pipeline")
     wait_for(
         "data_pipeline's ingest to start",
@@ -435,12 +437,12 @@ def test_mysql_stopped_mid_run_fails_it_cleanly_and_a_rerun_succeeds(
     wait_for("mysql healthy again", lambda: all_healthy(stack), timeout=180)
     assert table_digest(stack) == before, "the failed run changed a published table"
     # The model was not touched; after mysql is back a rerun succeeds and trains a new version.
-    assert stack.served_version() == first_version
+    assert stack.served_version() == served
     trained = {run_id for run_id, _ in runs(stack, "train_pipeline")}
     rerun = stack.trigger("data_pipeline")
     assert stack.wait_run("data_pipeline", rerun, timeout=600) == "success"
     train_run_after(stack, trained)
-    stack.wait_served(timeout=120, other_than=first_version)
+    stack.wait_served(timeout=120, other_than=served)
 
 
 class Load(threading.Thread):
