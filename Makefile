@@ -22,10 +22,12 @@ help:  ## list the targets
 
 install: $(VENV)/.installed  ## create .venv with every pinned dependency (fast when nothing changed)
 
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock api/app/loops.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/pip install -q uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+# Serving's loops, compiled ahead of time into api/app/_loops*.so (numba's pycc and g++): the API needs no numba.
+	cd api && $(BIN)/python -m app.loops
 	touch $@
 
 lock: install  ## re-resolve requirements.lock after editing a requirements file

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import errors, metrics, openapi, precompile
+from app import errors, metrics, openapi
 from app.core.config import Settings, get_settings
 from app.core.exposure import exposure_warning
 from app.loader import LoadError
@@ -23,11 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def freeze_the_libraries() -> None:
-    """Once, before any model is loaded: the libraries' objects, the compiled functions' among them, out of
-    the cyclic collector's scans, which otherwise stall big batches. A model adds next to no objects to scan
-    and is never frozen, so a replaced one is freed like any object, even one caught in a reference cycle (a
-    failed request's traceback holds its frames): frozen objects are never collected."""
-    precompile.main()
+    """Once, before any model is loaded: the libraries' objects out of the cyclic collector's scans, which
+    otherwise stall big batches. A model adds next to no objects to scan and is never frozen, so a replaced
+    one is freed like any object, even one caught in a reference cycle (a failed request's traceback holds
+    its frames): frozen objects are never collected."""
     gc.collect()
     gc.freeze()
 

@@ -29,8 +29,8 @@ from penguins_contract import (
 )
 
 MODEL_NAME = "penguins"
-# "<runtime>_<format>", the spec's form of a platform name: what answers is the compiled (numba) walk over
-# the arrays of the serving export (serving.npz), not the scikit-learn objects of the joblib files.
+# "<runtime>_<format>", the spec's form of a platform name: what answers is the walk numba compiled (ahead of
+# time) over the arrays of the serving export (serving.npz), not the scikit-learn objects of the joblib files.
 PLATFORM = f"numba_{PurePath(SERVING_FILE).suffix.lstrip('.')}"
 NUMERIC_DATATYPES = ("FP64", "FP32")
 TEXT_DATATYPE = "BYTES"

@@ -60,8 +60,8 @@ def test_serving_loads_a_version_without_training_libraries_and_answers_as_sklea
     artifacts_dir: Path, versions, clean_penguins: pd.DataFrame
 ) -> None:
     """A real version loaded and answered in a fresh process: no scikit-learn, pandas, joblib or
-    scipy.spatial there (numba imports the top of scipy only to check its version, where it is installed:
-    not in the API image), and every probability is the very float scikit-learn gives."""
+    scipy.spatial there, nor numba or its LLVM (the loops are compiled ahead of time), and every probability
+    is the very float scikit-learn gives."""
     rng = np.random.default_rng(14)
     random = pd.DataFrame({name: rng.uniform(*PHYSICAL_BOUNDS[name], 2000) for name in NUMERIC_FEATURES})
     random["island"] = rng.choice(["Biscoe", "Dream", "Torgersen"], len(random))
@@ -78,7 +78,7 @@ def test_serving_loads_a_version_without_training_libraries_and_answers_as_sklea
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout)
     loaded = {module.split(".")[0] for module in served["modules"]}
-    assert loaded & {"sklearn", "pandas", "joblib"} == set()
+    assert loaded & {"sklearn", "pandas", "joblib", "numba", "llvmlite", "scipy"} == set()
     assert [m for m in served["modules"] if m.startswith("scipy.spatial")] == []
     folder = artifacts_dir / "models" / versions.main
     preprocessor, model = (joblib.load(folder / f"{name}.joblib") for name in ("preprocessor", "model"))

@@ -359,9 +359,15 @@ def test_api_image_is_pinned_non_root_and_checks_its_own_health() -> None:
     assert re.search(r"^HEALTHCHECK .*\n.*CMD \[\"python\", \"-m\", \"app.healthcheck\"\]", dockerfile, re.M)
 
 
+def copied_from_the_context(dockerfile: str) -> list[str]:
+    """The sources of a Dockerfile's COPY lines, but those copied from a build stage (`--from=`)."""
+    text = (REPO / dockerfile).read_text()
+    return re.findall(r"^COPY (?!.*--from=)(?:--\S+ )*(.+) \S+$", text, re.M)
+
+
 def test_every_file_the_images_copy_exists() -> None:
     for dockerfile in DOCKERFILES:
-        for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
+        for line in copied_from_the_context(dockerfile):
             for source in line.split():
                 assert (REPO / source).exists(), f"{dockerfile}: COPY {source}"
 
@@ -374,7 +380,7 @@ def test_the_build_context_lets_in_every_file_the_images_copy() -> None:
         if line.startswith("!")
     ]
     for dockerfile in DOCKERFILES:
-        for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (REPO / dockerfile).read_text(), re.M):
+        for line in copied_from_the_context(dockerfile):
             for source in line.split():
                 assert any(source == entry or source.startswith(f"{entry}/") for entry in allowed), (
                     f"{dockerfile}: COPY {source} is not let in by .dockerignore"
