@@ -1,6 +1,8 @@
 """train_pipeline's MLflow steps on real tracking servers: a server stopped half-way moves nothing and loses
 nothing, and the rerun does only what is missing; what is recorded is read back over MLflow's REST API."""
 
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -96,3 +98,39 @@ def test_a_decision_is_logged_with_both_scores_where_they_exist() -> None:
         "champion_live_accuracy": 0.2,
         "live_test_rows": 30.0,
     }
+
+
+# `record` in a fresh process, as in a task: an Airflow module loaded first; the warnings it raises counted.
+RECORD_COUNTING_WARNINGS = """
+import sys, warnings
+from dataclasses import asdict
+import pandas as pd
+import airflow.utils.timezone  # one of Airflow's deprecated modules, loaded in every task
+from penguins_pipeline.core.settings import PipelineSettings
+from penguins_pipeline.training import steps
+from penguins_pipeline.training.train import stage_training
+settings = PipelineSettings(artifacts_dir=sys.argv[2], n_estimators=20, cv_folds=3, api_url="",
+                            mlflow_tracking_uri=sys.argv[3])
+staged = asdict(stage_training(pd.read_pickle(sys.argv[1]), settings.artifacts_dir, settings))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert steps.record(settings, staged, {})
+print(sum(str(w.message).startswith("The `airflow.") for w in caught))
+"""
+
+
+def test_recording_raises_no_warning_from_airflow_s_deprecated_modules(
+    penguins: pd.DataFrame, tmp_path: Path, mlflow_server: Any
+) -> None:
+    """skops, imported to save the model, looks every numpy and scipy function up in each loaded module;
+    Airflow's deprecated modules warn at each lookup: one `record` task wrote over a thousand warnings,
+    seconds of the task and most of its log."""
+    penguins.to_pickle(data := tmp_path / "penguins.pkl")
+    done = subprocess.run(
+        [sys.executable, "-c", RECORD_COUNTING_WARNINGS, str(data), str(tmp_path / "art"), mlflow_server.url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "0"

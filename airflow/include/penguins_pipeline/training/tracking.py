@@ -12,6 +12,7 @@ MLflow is imported inside the functions: it costs about a second, and DAG files 
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -190,6 +191,12 @@ def log_sklearn_model(folder: Path) -> str:
     pipeline = Pipeline([("preprocessor", model.preprocessor), ("model", model.model)])
     example = joblib.load(folder / contract.SPLIT_FILE)["features_raw"].head(INPUT_EXAMPLE_ROWS)
     example = example.astype({name: object for name in example.select_dtypes(exclude="number").columns})
+    # The skops serializer, imported here, looks every numpy and scipy function up in each loaded module,
+    # and in a task Airflow's deprecated modules warn at each lookup: 1,160 warnings, seconds of the task.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `airflow\.", category=FutureWarning)
+        import skops.io  # noqa: F401
+
     info = mlflow.sklearn.log_model(
         pipeline,
         name=registry.RUN_MODEL_NAME,
