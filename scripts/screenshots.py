@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 from free_port import free_port
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, FloatRect, Locator, Page, ViewportSize, expect, sync_playwright
 
 from penguins_contract import registry
 
@@ -60,11 +60,14 @@ IMAGES = {
     "api-page.png": "the API page with a model, before a prediction",
     **{f"predict-{name.lower()}.png": f"a real {name} penguin predicted, with its chart" for name in SPECIES},
     "monitoring-report.png": "monitor_pipeline's drift report at /monitoring, after shifted predictions",
+    "monitoring-live.png": "the report's live accuracy, after the true species came back through /feedback",
     "mlflow-runs.png": "MLflow's experiment penguins: a run per training, with the version each registered",
     "mlflow-model.png": "MLflow's registered model penguins: its versions and the champion alias",
 }
 # Real penguins sent with their flippers this much longer, for the report to have a drift to show.
 FLIPPER_SHIFT_MM = 15
+# White space kept around a part of a page shot alone.
+PART_MARGIN_PX = 16
 
 
 class ScreenshotError(Exception):
@@ -111,6 +114,7 @@ class Stack:
             "STACK_LOG_DIR": str(self.state / "logs"),
             "ARTIFACTS_DIR": str(self.state / "artifacts"),
             "PENGUINS_DB_URL": f"sqlite:///{self.state / 'penguins.db'}",
+            "PREDICTIONS_DIR": str(self.state / "predictions"),
             "STACK_MLFLOW_DIR": str(self.state / "mlflow"),
             "AIRFLOW_PORT": str(self.airflow_port),
             "API_PORT": str(self.api_port),
@@ -220,10 +224,23 @@ def new_page(browser: Browser) -> Page:
     return page
 
 
-def save(page: Page, out: Path, name: str, *, full_page: bool = False) -> None:
+def save(page: Page, out: Path, name: str, *, full_page: bool = False, part: Locator | None = None) -> None:
+    """The viewport, the whole page, or one `part` of a page that is not scrolled (with a margin of
+    PART_MARGIN_PX around it, so its text does not touch the picture's edge), as `out/name`."""
     assert name in IMAGES, name
     page.wait_for_timeout(800)  # let transitions and fonts settle: the picture is for people
-    page.screenshot(path=str(out / name), full_page=full_page)
+    box = part.bounding_box() if part is not None else None
+    if box is None:
+        page.screenshot(path=str(out / name), full_page=full_page)
+    else:
+        x, y = max(box["x"] - PART_MARGIN_PX, 0), max(box["y"] - PART_MARGIN_PX, 0)
+        clip: FloatRect = {
+            "x": x,
+            "y": y,
+            "width": box["x"] + box["width"] + PART_MARGIN_PX - x,
+            "height": box["y"] + box["height"] + PART_MARGIN_PX - y,
+        }
+        page.screenshot(path=str(out / name), full_page=True, clip=clip)
     print(f"  {out / name}: {IMAGES[name]}", flush=True)
 
 
@@ -286,8 +303,9 @@ def shoot_api(browser: Browser, stack: Stack, out: Path) -> None:
     page.close()
 
 
-def shoot_monitoring(browser: Browser, stack: Stack, out: Path) -> None:
-    """Predictions logged by the API, a monitor_pipeline run triggered as the UI does, then its report."""
+def shoot_monitoring(browser: Browser, stack: Stack, out: Path) -> list[dict[str, str]]:
+    """Shifted predictions logged by the API, a monitor_pipeline run triggered as the UI does, then its
+    report; returns what the API answered, for `shoot_live` to label."""
     import palmerpenguins
 
     table = palmerpenguins.load_penguins().dropna().sample(150, random_state=0)
@@ -301,6 +319,24 @@ def shoot_monitoring(browser: Browser, stack: Stack, out: Path) -> None:
     page.goto(f"{stack.api_url}/monitoring")
     expect(page.locator("#distributions .main-svg").first).to_be_visible()
     save(page, out, "monitoring-report.png")
+    page.close()
+    return [
+        {"prediction_id": p["prediction_id"], "species": species}
+        for p, species in zip(answered.json()["predictions"], table["species"], strict=True)
+    ]
+
+
+def shoot_live(browser: Browser, stack: Stack, out: Path, labels: list[dict[str, str]]) -> None:
+    """The true species of the shifted penguins sent to /feedback, another monitor_pipeline run, then the
+    report's live-accuracy part alone. Last: the trainings its labels start (they become training rows, and
+    the drift announces penguins_drift) must not decide what the MLflow pictures show."""
+    httpx.post(f"{stack.api_url}/feedback", json=labels, timeout=30).raise_for_status()
+    time.sleep(0.5)  # past the feedback log's flush period
+    stack.run_dag("monitor_pipeline", 300)
+    page = new_page(browser)
+    page.goto(f"{stack.api_url}/monitoring")
+    expect(page.locator("#live-status")).to_contain_text(f"on {len(labels)} labelled predictions")
+    save(page, out, "monitoring-live.png", part=page.locator("#live"))
     page.close()
 
 
@@ -350,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.wait_for("a served model", lambda: stack.api_status("/ready") == 200, 120)
             shoot_airflow(browser, stack, runs, out)
             shoot_api(browser, stack, out)
-            shoot_monitoring(browser, stack, out)
+            labels = shoot_monitoring(browser, stack, out)
             shoot_mlflow(browser, stack, out)
+            shoot_live(browser, stack, out, labels)
     except ScreenshotError as error:
         keep = True
         print(f"make screenshots: {error}", file=sys.stderr)

@@ -1,23 +1,16 @@
 """Shared by the deployment tests: the native supervisor as a module, and the environment of a native stack
-on free ports under the test's folder (the stack itself: native.py). (Their fresh PostgreSQL
-database, `postgres_url`, is in tests/conftest.py beside the MariaDB one.)"""
+on free ports under the test's folder (the stack itself and that environment: native.py). (Their fresh
+PostgreSQL database, `postgres_url`, is in tests/conftest.py beside the MariaDB one.)"""
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from free_port import free_port
+from native import native_environment
 
 REPO = Path(__file__).resolve().parents[2]
-# Variables of the developer's shell that would point the stack at their own state instead of the test's.
-INHERITED_STATE = {
-    *["AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PENGUINS_DB_URL", "ARTIFACTS_DIR", "API_URL"],
-    *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT", "PREDICTIONS_DIR"],
-    *["MLFLOW_TRACKING_URI", "MLFLOW_PORT", "STACK_MLFLOW_DIR"],
-}
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +26,4 @@ def run_stack() -> ModuleType:
 
 @pytest.fixture
 def native_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_STATE}
-    return {
-        **env,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "STACK_LOG_DIR": str(tmp_path / "logs"),
-        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        "PENGUINS_DB_URL": f"sqlite:///{tmp_path / 'penguins.db'}",
-        "PREDICTIONS_DIR": str(tmp_path / "predictions"),
-        "AIRFLOW_PORT": str(free_port()),
-        "API_PORT": str(free_port()),
-        "MLFLOW_PORT": str(free_port()),
-        "STACK_MLFLOW_DIR": str(tmp_path / "mlflow"),
-    }
+    return native_environment(tmp_path)

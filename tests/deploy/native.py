@@ -1,9 +1,10 @@
 """The native stack as the deployment tests drive it: `scripts/run_stack.py` (what `make run` starts) in a
 process of its own, HTTP clients for its API and its Airflow REST API, and the polling that fails with the
-component logs. Shared by test_e2e_native.py and test_e2e_feedback_loop.py (their `native_env` is in
-conftest.py)."""
+component logs. Shared by test_e2e_native.py and test_e2e_feedback_loop.py (their `native_env` fixture,
+in conftest.py, is `native_environment` in the test's folder)."""
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -16,12 +17,36 @@ from urllib.parse import quote
 
 import httpx
 import psutil
+from free_port import free_port
 
 from app.schemas import EXAMPLE_PENGUIN
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = ["data_pipeline", "train_pipeline"]
 TRAIN_TIMEOUT_S = 600.0
+# Variables of the developer's shell that would point the stack at their own state instead of the test's.
+INHERITED_STATE = {
+    *["AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "PENGUINS_DB_URL", "ARTIFACTS_DIR", "API_URL"],
+    *["WARMUP_TOKEN", "STACK_LOG_DIR", "AIRFLOW_PORT", "API_PORT", "PREDICTIONS_DIR"],
+    *["MLFLOW_TRACKING_URI", "MLFLOW_PORT", "STACK_MLFLOW_DIR"],
+}
+
+
+def native_environment(folder: Path) -> dict[str, str]:
+    """The environment of a native stack on free ports with all of its state under `folder`."""
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_STATE}
+    return {
+        **env,
+        "AIRFLOW_HOME": str(folder / "airflow"),
+        "STACK_LOG_DIR": str(folder / "logs"),
+        "ARTIFACTS_DIR": str(folder / "artifacts"),
+        "PENGUINS_DB_URL": f"sqlite:///{folder / 'penguins.db'}",
+        "PREDICTIONS_DIR": str(folder / "predictions"),
+        "AIRFLOW_PORT": str(free_port()),
+        "API_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "STACK_MLFLOW_DIR": str(folder / "mlflow"),
+    }
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, stack: "NativeStack") -> Any:
@@ -101,13 +126,24 @@ class NativeStack:
         run: dict[str, Any] = wait_for(f"{dag_id} run", ended, timeout, self)
         return run
 
-    def running_task(self, dag_id: str, run_id: str) -> str | None:
-        """The id of a task of that run that is running now, if any."""
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """Task id -> state (None: not scheduled yet) of every task of that run."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         response = self.airflow.get(path)
         assert response.status_code == 200, response.text
-        running = [ti["task_id"] for ti in response.json()["task_instances"] if ti["state"] == "running"]
+        return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+
+    def running_task(self, dag_id: str, run_id: str) -> str | None:
+        """The id of a task of that run that is running now, if any."""
+        running = [task for task, state in self.task_states(dag_id, run_id).items() if state == "running"]
         return running[0] if running else None
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """What that task logged, every try, as Airflow wrote it under AIRFLOW_HOME."""
+        folder = Path(self.env["AIRFLOW_HOME"]) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        tries = sorted((folder / f"task_id={task_id}").glob("*.log"))
+        assert tries, f"no log of {dag_id} {run_id} {task_id} in {folder}"
+        return "".join(log.read_text(errors="replace") for log in tries)
 
     def assert_no_failed_run(self) -> None:
         """Fail at once when a DAG run failed: no use waiting out a timeout for a model that will not come."""

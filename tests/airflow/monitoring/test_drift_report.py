@@ -102,6 +102,8 @@ def test_the_predictions_of_the_training_distribution_do_not_drift(
     }
     assert report["retraining"] is None
     assert "Live accuracy n/a on 0 labelled predictions" in page
+    # One element, which `make screenshots` shoots alone (img/monitoring-live.png).
+    assert '<section id="live"><h2>Live accuracy</h2>' in page
 
 
 def test_too_few_predictions_flag_nothing(

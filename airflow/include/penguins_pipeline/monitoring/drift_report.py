@@ -105,7 +105,8 @@ def _confusion(summary: dict[str, Any]) -> str:
 
 def live_section(report: dict[str, Any]) -> str:
     """The "Live accuracy" part: the labelled predictions of the window per model version (accuracy, recall
-    per species, confusion matrix), the unmatched labels, and train_pipeline's latest retraining decision."""
+    per species, confusion matrix), the unmatched labels, and train_pipeline's latest retraining decision; one
+    element (`#live`), so a reader or `make screenshots` can point at it."""
     measured = report.get("live")
     if measured is None:
         return ""
@@ -138,7 +139,7 @@ def live_section(report: dict[str, Any]) -> str:
             )
             + "</p>"
         )
-    return "\n".join(parts)
+    return '<section id="live">' + "\n".join(parts) + "</section>"
 
 
 def render_html(report: dict[str, Any], training: pd.DataFrame | None, recent: pd.DataFrame | None) -> str:
