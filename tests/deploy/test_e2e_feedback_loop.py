@@ -9,7 +9,6 @@ CV_FOLDS) and MIN_LIVE_LABELLED=10 keep it quick. MIN_LIVE_ACCURACY keeps its de
 """
 
 import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,28 +17,11 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from live_labels import live_accuracy, serve_and_label
 from native import TRAIN_TIMEOUT_S, NativeStack, wait_for
-
-from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 COLONY = 100  # labels; the newest 30 % (30 >= MIN_LIVE_LABELLED) are train_pipeline's live test set
 MIN_LIVE_ACCURACY = 0.9  # the default
-
-
-def serve_and_label(stack: NativeStack, colony: pd.DataFrame) -> tuple[str, float]:
-    """The colony through /predict/batch, then its true species (Adelie) to /feedback by prediction_id: the
-    version that answered and its accuracy on the colony."""
-    instances = colony[[*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]].to_dict("records")
-    answered = stack.api.post("/predict/batch", json={"instances": instances})
-    assert answered.status_code == 200, answered.text
-    body = answered.json()
-    labels = [{"prediction_id": p["prediction_id"], "species": "Adelie"} for p in body["predictions"]]
-    accepted = stack.api.post("/feedback", json=labels)
-    assert accepted.status_code == 202, accepted.text
-    assert accepted.json()["accepted"] == len(colony)
-    correct = sum(p["species"] == "Adelie" for p in body["predictions"])
-    time.sleep(0.5)  # past the logs' flush period
-    return body["model_version"], correct / len(colony)
 
 
 def monitor(stack: NativeStack) -> tuple[str, dict[str, Any]]:
@@ -50,15 +32,6 @@ def monitor(stack: NativeStack) -> tuple[str, dict[str, Any]]:
     report = stack.api.get("/monitoring/drift.json")
     assert report.status_code == 200, report.text
     return run["dag_run_id"], dict(report.json())
-
-
-def live_accuracy(stack: NativeStack, version: str) -> float:
-    """`penguin_live_accuracy` of that model version in /metrics."""
-    metrics = stack.api.get("/metrics").text
-    pattern = rf'^penguin_live_accuracy\{{model_version="{re.escape(version)}"\}} (\S+)$'
-    found = re.search(pattern, metrics, re.M)
-    assert found, metrics
-    return float(found[1])
 
 
 def asset_events(stack: NativeStack, path: str, **params: str) -> list[dict[str, Any]]:
@@ -88,7 +61,7 @@ def test_labels_of_a_shifted_colony_retrain_and_promote_a_better_model_by_themse
         )
 
         # 2. The shifted colony: the champion mislabels it; its true species come back as feedback.
-        served, champion_accuracy = serve_and_label(stack, make_shifted_colony(COLONY, 7))
+        served, champion_accuracy = serve_and_label(stack.api, make_shifted_colony(COLONY, 7))
         assert served == champion and champion_accuracy < MIN_LIVE_ACCURACY
 
         # 3. The monitor finds the drift and the fall in live accuracy, and announces penguins_drift.
@@ -97,7 +70,7 @@ def test_labels_of_a_shifted_colony_retrain_and_promote_a_better_model_by_themse
         assert report["drifted"] is True and "flipper_length_mm" in report["drifted_features"], report
         assert live["below_threshold"] is True and live["labelled"] == COLONY, live
         assert live["by_version"][champion]["accuracy"] == pytest.approx(champion_accuracy)
-        old_gauge = live_accuracy(stack, champion)
+        old_gauge = live_accuracy(stack.api, champion)
         assert old_gauge == pytest.approx(champion_accuracy)
 
         # 4. By itself: the scheduler starts train_pipeline from the Asset; the challenger is promoted.
@@ -131,11 +104,11 @@ def test_labels_of_a_shifted_colony_retrain_and_promote_a_better_model_by_themse
             120,
             stack,
         )
-        served, challenger_accuracy = serve_and_label(stack, make_shifted_colony(COLONY, 8))
+        served, challenger_accuracy = serve_and_label(stack.api, make_shifted_colony(COLONY, 8))
         assert served == challenger and challenger_accuracy > champion_accuracy
         _, report = monitor(stack)
         assert report["live"]["by_version"][challenger]["labelled"] == COLONY, report["live"]
-        recovered = live_accuracy(stack, challenger)
+        recovered = live_accuracy(stack.api, challenger)
         print(
             f"\nlive accuracy on the colony: {champion} {old_gauge:.2f} -> {challenger} {recovered:.2f} "
             f"after {time.monotonic() - started:.0f} s"
