@@ -330,9 +330,11 @@ def test_the_first_training_keeps_its_files_as_objects_in_the_bucket(
     assert sha256_bytes(stored) == registered.tags[TAG_SERVING_SHA256]
     assert stored == (folder / SERVING_FILE).read_bytes()
     assert bucket_bytes(stack, f"{serving}/{MANIFEST_FILE}") == (folder / MANIFEST_FILE).read_bytes()
-    # The logged model (MLflow 3 keeps it beside the runs, under models/): every file the server lists for
-    # it through its proxy is an object in the bucket, MLmodel among them.
-    model = proxied_key(client.get_logged_model(registered.model_id).artifact_location)
+    # The logged model the version was registered from (MLflow 3 keeps it beside the runs, under models/):
+    # every file the server lists for it through its proxy is an object in the bucket, MLmodel among them.
+    (output,) = run.outputs.model_outputs
+    assert registered.source == f"models:/{output.model_id}"
+    model = proxied_key(client.get_logged_model(output.model_id).artifact_location)
     listed = httpx.get(
         f"{stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts", params={"path": model}, timeout=30
     )
