@@ -202,15 +202,10 @@ class ComposeStack:
 
     # --- the API -------------------------------------------------------------------------------------------
     def predict(self, timeout: float = 10) -> httpx.Response:
-        return httpx.post(f"{self.api_url}/predict", json=EXAMPLE_PENGUIN, timeout=timeout)
+        return predict(self.api_url, timeout)
 
     def served_version(self) -> str | None:
-        """The version a real prediction comes from now, or None while the API has no model or no socket."""
-        try:
-            answer = self.predict()
-        except httpx.HTTPError:
-            return None
-        return answer.json()["model_version"] if answer.status_code == 200 else None
+        return served_version(self.api_url)
 
     def wait_served(self, timeout: float = 900, other_than: str | None = None) -> str:
         """Block until a prediction is served (by a version other than `other_than`); that version."""
@@ -265,6 +260,20 @@ class ComposeStack:
     def logs(self) -> str:
         """Every container's log, for a failure message."""
         return self.compose("logs", "--no-color", "--tail", "80")
+
+
+def predict(api_url: str, timeout: float = 10) -> httpx.Response:
+    """POST /predict of the example penguin to the API at `api_url` (the stack's, or another container's)."""
+    return httpx.post(f"{api_url}/predict", json=EXAMPLE_PENGUIN, timeout=timeout)
+
+
+def served_version(api_url: str) -> str | None:
+    """The version a real prediction comes from now, or None while the API has no model or no socket."""
+    try:
+        answer = predict(api_url)
+    except httpx.HTTPError:
+        return None
+    return answer.json()["model_version"] if answer.status_code == 200 else None
 
 
 def mebibytes(text: str) -> float:

@@ -6,8 +6,12 @@ BIND_ADDRESS is warned about; ./artifacts belongs to a non-root AIRFLOW_UID; the
 by Airflow, loaded into MySQL by monitor_pipeline and judged in a report the API shows, and the loaded files
 older than the retention are deleted; MLflow keeps a run's metadata in its own MySQL database and its
 artifacts in the `s3` bucket, which refuses wrong keys; `down`/`up` serves the same version at once and keeps
-MLflow's runs, registry and objects; faults (mysql stopped mid-run, the API killed under load); the Celery
-override with two workers; and `down -v` leaves nothing.
+MLflow's runs, registry and objects; the first training's run files and MLflow model are objects in the
+bucket with the bytes ./artifacts holds; faults (mysql stopped mid-run, the API killed under load); the
+Celery override with two workers; the feedback loop with MySQL (a shifted colony labelled through POST
+/feedback, its live accuracy in the report and /metrics, train_pipeline started by penguins_drift and a
+better challenger promoted, the decision recorded); an API in MODEL_REGISTRY=mlflow with no volume serves
+the `champion` alias and follows its moves; and `down -v` leaves nothing.
 `make test-compose` runs it; with no engine it skips, saying why (in CI it fails). Needs
 `../shared/container-engine/engine-up.sh` or any Docker engine.
 """
@@ -18,14 +22,17 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlparse
 
 import boto3
 import httpx
 import mlflow
+import pandas as pd
 import psutil
 import pytest
 from botocore.exceptions import ClientError
@@ -37,11 +44,24 @@ from compose_stack import (
     StackError,
     engine_problem,
     running,
+    served_version,
     wait_for,
 )
+from free_port import free_port
+from live_labels import live_accuracy, serve_and_label
 
 from app.schemas import EXAMPLE_PENGUIN
-from penguins_contract.registry import CHAMPION
+from penguins_contract import MANIFEST_FILE, SERVING_FILE, sha256_bytes
+from penguins_contract.registry import (
+    CHAMPION,
+    EXPERIMENT,
+    REGISTERED_MODEL,
+    RUN_SERVING_DIR,
+    TAG_SERVING_SHA256,
+    TAG_VERSION,
+)
+from penguins_pipeline.core.schema import RETRAINING_DIR, RETRAINING_FILE
+from penguins_pipeline.training.tracking import DECISION_TAG
 
 pytestmark = pytest.mark.compose
 
@@ -49,6 +69,10 @@ NON_ROOT_UID = 1000
 PREDICTIONS = "/opt/predictions"
 # Penguins sent for monitor_pipeline to judge: more than DRIFT_MIN_RECORDS (50).
 MONITORED = 60
+# A shifted colony the champion mislabels, all labelled through POST /feedback: the newest 30 % of them
+# (LIVE_TEST_FRACTION) are train_pipeline's live test set, at least MIN_LIVE_LABELLED (30, the default).
+COLONY = 100
+MIN_LIVE_ACCURACY = 0.9  # the default
 # Short retries so the mysql fault fails its run in seconds rather than minutes; the object store's keys and
 # bucket as a user's .env would set them.
 SETTINGS = {
@@ -106,12 +130,28 @@ def s3_client(stack: ComposeStack, key: str | None = None, secret: str | None = 
     )
 
 
+def bucket_keys(stack: ComposeStack) -> set[str]:
+    """Every object's key in the bucket, listed with the stack's keys."""
+    pages = s3_client(stack).get_paginator("list_objects_v2").paginate(Bucket=stack.env["S3_BUCKET"])
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def bucket_bytes(stack: ComposeStack, key: str) -> bytes:
+    return bytes(s3_client(stack).get_object(Bucket=stack.env["S3_BUCKET"], Key=key)["Body"].read())
+
+
 def bucket_object(stack: ComposeStack, run_id: str) -> tuple[str, bytes]:
     """The key and the bytes of the run's artifact in the bucket, listed and read with the stack's keys."""
-    store = s3_client(stack)
-    keys = [o["Key"] for o in store.list_objects_v2(Bucket=stack.env["S3_BUCKET"]).get("Contents", [])]
-    (key,) = [k for k in keys if k.endswith(f"{run_id}/artifacts/{CHECK_ARTIFACT}")]
-    return key, store.get_object(Bucket=stack.env["S3_BUCKET"], Key=key)["Body"].read()
+    (key,) = [k for k in bucket_keys(stack) if k.endswith(f"{run_id}/artifacts/{CHECK_ARTIFACT}")]
+    return key, bucket_bytes(stack, key)
+
+
+def proxied_key(uri: str) -> str:
+    """The bucket key of an artifact URI behind the server's proxy: `mlflow-artifacts:/<path>` is stored at
+    `s3://<bucket>/<path>` (--artifacts-destination)."""
+    parsed = urlparse(uri)
+    assert parsed.scheme == "mlflow-artifacts", uri
+    return parsed.path.strip("/")
 
 
 @dataclass(frozen=True)
@@ -145,15 +185,25 @@ def runs(stack: ComposeStack, dag_id: str) -> list[tuple[str, str]]:
 
 
 def train_run_after(stack: ComposeStack, known: set[str]) -> str:
-    """The train_pipeline run the penguins_clean Asset triggered after `known`, once it succeeded: its id.
-    (A model is served as soon as it is promoted, before the run's prune and warmup end.)"""
+    """The train_pipeline run an Asset (penguins_clean or penguins_drift) triggered after `known`, once it
+    succeeded: its id. (A model is served as soon as it is promoted, before the run's prune and warmup
+    end.)"""
     run_id = wait_for(
-        "train_pipeline triggered by the penguins_clean Asset",
+        "train_pipeline triggered by an Asset",
         lambda: next((r for r, _ in runs(stack, "train_pipeline") if r not in known), None),
         timeout=300,
     )
     assert stack.wait_run("train_pipeline", run_id, timeout=900) == "success"
     return run_id
+
+
+def trainings_ended(stack: ComposeStack) -> None:
+    """Block until no train_pipeline run is queued or running (one may move the `champion` alias)."""
+    wait_for(
+        "no train_pipeline run left to end",
+        lambda: all(state in ("success", "failed") for _, state in runs(stack, "train_pipeline")),
+        timeout=900,
+    )
 
 
 def test_up_from_clean_serves_a_prediction_hands_free(stack: ComposeStack, first_version: str) -> None:
@@ -259,6 +309,41 @@ def test_the_object_store_refuses_a_wrong_key(
     assert anonymous.status_code == 403 and tracked.run_id not in anonymous.text
 
 
+def test_the_first_training_keeps_its_files_as_objects_in_the_bucket(
+    stack: ComposeStack, first_version: str
+) -> None:
+    """The registered version of what is served: its run's `manifest.json` and `serving.npz` and its MLflow
+    model's files are objects in the bucket (listed and read with the configured keys), and the bytes there
+    are the ones the tag `serving_sha256` and ./artifacts name."""
+    assert stack.served_version() == first_version
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    (registered,) = client.search_model_versions(
+        f"name = '{REGISTERED_MODEL}' and tags.{TAG_VERSION} = '{first_version}'"
+    )
+    run = client.get_run(registered.run_id)
+    assert run.data.tags[TAG_VERSION] == first_version
+    keys = bucket_keys(stack)
+    serving = f"{proxied_key(run.info.artifact_uri)}/{RUN_SERVING_DIR}"
+    assert {f"{serving}/{MANIFEST_FILE}", f"{serving}/{SERVING_FILE}"} <= keys, sorted(keys)
+    folder = stack.root / "artifacts" / "models" / first_version
+    stored = bucket_bytes(stack, f"{serving}/{SERVING_FILE}")
+    assert sha256_bytes(stored) == registered.tags[TAG_SERVING_SHA256]
+    assert stored == (folder / SERVING_FILE).read_bytes()
+    assert bucket_bytes(stack, f"{serving}/{MANIFEST_FILE}") == (folder / MANIFEST_FILE).read_bytes()
+    # The logged model the version was registered from (MLflow 3 keeps it beside the runs, under models/):
+    # every file the server lists for it through its proxy is an object in the bucket, MLmodel among them.
+    (output,) = run.outputs.model_outputs
+    assert registered.source == f"models:/{output.model_id}"
+    model = proxied_key(client.get_logged_model(output.model_id).artifact_location)
+    listed = httpx.get(
+        f"{stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts", params={"path": model}, timeout=30
+    )
+    assert listed.status_code == 200, listed.text
+    files = {f["path"].rsplit("/", 1)[-1] for f in listed.json()["files"] if not f.get("is_dir")}
+    assert "MLmodel" in files, files
+    assert {f"{model}/{name}" for name in files} <= keys, sorted(keys)
+
+
 def test_artifacts_belong_to_the_non_root_airflow_uid(stack: ComposeStack, first_version: str) -> None:
     artifacts = stack.root / "artifacts"
     owners = {path.relative_to(stack.root): path.stat().st_uid for path in [artifacts, *artifacts.rglob("*")]}
@@ -358,11 +443,7 @@ def test_down_then_up_serves_the_same_version_without_retraining(
 ) -> None:
     # The shifted predictions above drifted: monitor_pipeline's penguins_drift Asset started a training. Let
     # it end (it may promote a challenger), so that the stack goes down at rest.
-    wait_for(
-        "no train_pipeline run left to end",
-        lambda: all(state in ("success", "failed") for _, state in runs(stack, "train_pipeline")),
-        timeout=900,
-    )
+    trainings_ended(stack)
     trained = runs(stack, "train_pipeline")
     promoted = stack.wait_served(timeout=300)
     models = stack.root / "artifacts" / "models"
@@ -515,6 +596,156 @@ def test_celery_with_two_workers_runs_every_task_on_a_worker(stack: ComposeStack
     assert set(ran_on.values()) <= set(workers), (ran_on, workers)
     assert set(ran_on.values()) == set(workers), f"one worker got no work: {ran_on}"
     assert stack.wait_served(timeout=300, other_than=previous) != previous
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A shifted colony served by `champion`, its true species sent back, and the monitor run that judged
+    it."""
+
+    champion: str
+    accuracy: float
+    monitor_run: str
+    trained_before: frozenset[str]
+
+
+@pytest.fixture(scope="module")
+def labelled(stack: ComposeStack, make_shifted_colony: Callable[[int, int], pd.DataFrame]) -> Labelled:
+    """Issue 21's loop, once the stack is at rest: a colony the champion mislabels through /predict/batch,
+    its true species to POST /feedback by prediction_id, then one monitor_pipeline run. (Last in the
+    scenario: once labels exist, a retraining is promoted only when it is better on them, which the earlier
+    steps, each expecting a new version from a training on the same data, do not allow for.)"""
+    trainings_ended(stack)
+    champion = stack.wait_served(timeout=300)
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        served, accuracy = serve_and_label(api, make_shifted_colony(COLONY, 7))
+    assert served == champion
+    trained = frozenset(run_id for run_id, _ in runs(stack, "train_pipeline"))
+    run_id = stack.trigger("monitor_pipeline")
+    assert stack.wait_run("monitor_pipeline", run_id) == "success", stack.logs()
+    return Labelled(champion, accuracy, run_id, trained)
+
+
+def test_feedback_lands_in_mysql_and_the_live_accuracy_in_the_report_and_metrics(
+    stack: ComposeStack, labelled: Labelled
+) -> None:
+    """The labels loaded into `penguins_feedback`, each matched with its prediction in `penguins_predictions`;
+    the report's live part and /metrics show the champion's fall on the colony."""
+    matched = mysql(
+        stack,
+        "SELECT f.species, COUNT(*) FROM penguins_feedback f "
+        "JOIN penguins_predictions p ON p.prediction_id = f.prediction_id GROUP BY f.species",
+    )
+    assert matched.split() == ["Adelie", str(COLONY)]
+    assert labelled.accuracy < MIN_LIVE_ACCURACY
+    report = httpx.get(f"{stack.api_url}/monitoring/drift.json", timeout=10).json()
+    live = report["live"]
+    assert report["model_version"] == labelled.champion
+    assert (live["labelled"], live["unmatched"], live["below_threshold"]) == (COLONY, 0, True), live
+    assert live["accuracy"] == pytest.approx(labelled.accuracy)
+    assert live["by_version"][labelled.champion]["accuracy"] == pytest.approx(labelled.accuracy)
+    with httpx.Client(base_url=stack.api_url, timeout=10) as api:
+        assert live_accuracy(api, labelled.champion) == pytest.approx(labelled.accuracy)
+
+
+@pytest.mark.timeout(1800)
+def test_the_labels_retrain_and_promote_a_better_champion_from_penguins_drift_by_themselves(
+    stack: ComposeStack, labelled: Labelled
+) -> None:
+    """monitor_pipeline announced penguins_drift (drift and live accuracy); the scheduler starts
+    train_pipeline from it; the challenger, trained with the older labels, beats the champion on the newest
+    ones and is promoted; the decision is in ARTIFACTS_DIR/retraining/latest.json and on the MLflow run."""
+    run_id = train_run_after(stack, set(labelled.trained_before))
+    (run,) = [r for r in stack.dag_runs("train_pipeline") if r["dag_run_id"] == run_id]
+    assert run["run_type"] == "asset_triggered", run
+    path = f"/api/v2/dags/train_pipeline/dagRuns/{quote(run_id, safe='')}/upstreamAssetEvents"
+    events = stack.airflow("GET", path)["asset_events"]
+    (event,) = [e for e in events if e["source_run_id"] == labelled.monitor_run]
+    assert (event["name"], event["source_task_id"]) == ("penguins_drift", "announce"), event
+    assert event["extra"]["reasons"] == ["drift", "live_accuracy"], event
+    decision = json.loads((stack.root / "artifacts" / RETRAINING_DIR / RETRAINING_FILE).read_text())
+    assert (decision["dag_run_id"], decision["champion"], decision["promoted"]) == (
+        run_id,
+        labelled.champion,
+        True,
+    ), decision
+    assert decision["live"]["candidate"] > decision["live"]["champion"], decision
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    (recorded,) = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
+        f"tags.airflow_run_id = '{run_id}' and attributes.status = 'FINISHED'",
+    )
+    assert recorded.data.tags[TAG_VERSION] == decision["candidate"]
+    assert recorded.data.tags[DECISION_TAG] == "promoted", recorded.data.tags
+    champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    assert champion.tags[TAG_VERSION] == decision["candidate"]
+    assert stack.wait_served(timeout=120, other_than=labelled.champion) == decision["candidate"]
+
+
+@contextmanager
+def registry_api(stack: ComposeStack) -> Iterator[str]:
+    """The API image alone on the stack's network, in MODEL_REGISTRY=mlflow with no volume at all (neither
+    ./artifacts nor the prediction log's): its URL on a free loopback port; removed afterwards."""
+    (api,) = [c["Name"] for c in stack.containers() if c["Service"] == "api"]
+    inspected = ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", api]
+    (network,) = json.loads(subprocess.run(inspected, capture_output=True, text=True, check=True).stdout)
+    port = free_port()
+    name = f"{stack.project}-registry-api"
+    command = ["docker", "run", "-d", "--name", name, "--network", network]
+    command += ["-p", f"127.0.0.1:{port}:8000", "-e", "MODEL_REGISTRY=mlflow"]
+    command += ["-e", "MLFLOW_TRACKING_URI=http://mlflow:5000", "-e", "API_MODEL_POLL_SECONDS=1"]
+    started = subprocess.run(
+        [*command, stack.env["API_IMAGE_NAME"]], capture_output=True, text=True, check=False
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        mounts = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .Mounts}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert json.loads(mounts) in (None, []), mounts
+        yield f"http://127.0.0.1:{port}"
+    except Exception as err:
+        log = subprocess.run(
+            ["docker", "logs", "--tail", "60", name], capture_output=True, text=True, check=False
+        )
+        raise AssertionError(f"{err}\nthe registry API's log:\n{log.stdout}{log.stderr}") from err
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+
+
+def test_an_api_on_the_registry_without_the_artifacts_volume_follows_the_champion_alias(
+    stack: ComposeStack,
+) -> None:
+    """Issue 20: MODEL_REGISTRY=mlflow serves the version the `champion` alias names, reading its files
+    through MLflow's artifact proxy, and follows an alias move within seconds; the folder-mode `api` stays
+    on current.json."""
+    trainings_ended(stack)
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    promoted = champion.tags[TAG_VERSION]
+    others = [
+        v
+        for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+        if v.tags.get(TAG_VERSION) not in (None, promoted)
+    ]
+    assert others, "no other registered version to move the alias to (the retraining above registers one)"
+    other = others[0]
+    with registry_api(stack) as url:
+        assert wait_for("the registry API serving", lambda: served_version(url), timeout=300) == promoted
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, other.version)
+        try:
+            moved = time.monotonic()
+            wait_for(
+                "the alias move served", lambda: served_version(url) == other.tags[TAG_VERSION], timeout=60
+            )
+            print(f"\nalias move -> served by the registry API in {time.monotonic() - moved:.1f} s")
+            assert stack.served_version() == promoted, "the folder-mode API must follow current.json only"
+        finally:
+            client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, champion.version)
+        wait_for("the alias moved back served", lambda: served_version(url) == promoted, timeout=60)
 
 
 def test_down_v_leaves_nothing_behind(stack: ComposeStack) -> None:

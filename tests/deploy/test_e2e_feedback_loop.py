@@ -17,7 +17,6 @@ CV_FOLDS) and MIN_LIVE_LABELLED=10 keep it quick. MIN_LIVE_ACCURACY keeps its de
 """
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,9 +26,10 @@ from urllib.parse import quote
 import mlflow
 import pandas as pd
 import pytest
+from live_labels import label, live_accuracy, serve, serve_and_label
 from native import TRAIN_TIMEOUT_S, NativeStack, native_environment, wait_for
 
-from penguins_contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, registry
+from penguins_contract import registry
 from penguins_pipeline.core.schema import LABELLED_AT
 from penguins_pipeline.core.settings import PipelineSettings
 from penguins_pipeline.core.store import read_labelled
@@ -42,33 +42,6 @@ SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 TRIPLETS = 30  # penguins of the second case, each answered and labelled three times
 
 
-def serve(stack: NativeStack, penguins: pd.DataFrame) -> dict[str, Any]:
-    """The penguins through /predict/batch: the API's answer."""
-    instances = penguins[[*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]].to_dict("records")
-    answered = stack.api.post("/predict/batch", json={"instances": instances})
-    assert answered.status_code == 200, answered.text
-    return dict(answered.json())
-
-
-def label(stack: NativeStack, predictions: list[dict[str, Any]], species: list[str]) -> None:
-    """Their true species to /feedback by prediction_id, in one request (so with one `labelled_at`)."""
-    pairs = zip(predictions, species, strict=True)
-    labels = [{"prediction_id": p["prediction_id"], "species": s} for p, s in pairs]
-    accepted = stack.api.post("/feedback", json=labels)
-    assert accepted.status_code == 202, accepted.text
-    assert accepted.json()["accepted"] == len(labels)
-
-
-def serve_and_label(stack: NativeStack, colony: pd.DataFrame) -> tuple[str, float]:
-    """The colony through /predict/batch, then its true species (Adelie) to /feedback by prediction_id: the
-    version that answered and its accuracy on the colony."""
-    body = serve(stack, colony)
-    label(stack, body["predictions"], ["Adelie"] * len(colony))
-    correct = sum(p["species"] == "Adelie" for p in body["predictions"])
-    time.sleep(0.5)  # past the logs' flush period
-    return body["model_version"], correct / len(colony)
-
-
 def monitor(stack: NativeStack) -> tuple[str, dict[str, Any]]:
     """A monitor_pipeline run through the REST API (the one trigger allowed: it is hourly): its id, its
     report."""
@@ -77,15 +50,6 @@ def monitor(stack: NativeStack) -> tuple[str, dict[str, Any]]:
     report = stack.api.get("/monitoring/drift.json")
     assert report.status_code == 200, report.text
     return run["dag_run_id"], dict(report.json())
-
-
-def live_accuracy(stack: NativeStack, version: str) -> float:
-    """`penguin_live_accuracy` of that model version in /metrics."""
-    metrics = stack.api.get("/metrics").text
-    pattern = rf'^penguin_live_accuracy\{{model_version="{re.escape(version)}"\}} (\S+)$'
-    found = re.search(pattern, metrics, re.M)
-    assert found, metrics
-    return float(found[1])
 
 
 def asset_events(stack: NativeStack, path: str, **params: str) -> list[dict[str, Any]]:
@@ -177,7 +141,7 @@ def test_labels_of_a_shifted_colony_retrain_and_promote_a_better_model_by_themse
     champion = current_version(artifacts)
 
     # 2. The shifted colony: the champion mislabels it; its true species come back as feedback.
-    served, champion_accuracy = serve_and_label(stack, make_shifted_colony(COLONY, 7))
+    served, champion_accuracy = serve_and_label(stack.api, make_shifted_colony(COLONY, 7))
     assert served == champion and champion_accuracy < MIN_LIVE_ACCURACY
 
     # 3. The monitor finds the drift and the fall in live accuracy, and announces penguins_drift.
@@ -186,7 +150,7 @@ def test_labels_of_a_shifted_colony_retrain_and_promote_a_better_model_by_themse
     assert report["drifted"] is True and "flipper_length_mm" in report["drifted_features"], report
     assert live["below_threshold"] is True and live["labelled"] == COLONY, live
     assert live["by_version"][champion]["accuracy"] == pytest.approx(champion_accuracy)
-    old_gauge = live_accuracy(stack, champion)
+    old_gauge = live_accuracy(stack.api, champion)
     assert old_gauge == pytest.approx(champion_accuracy)
 
     # 4. By itself: the scheduler starts train_pipeline from the Asset; the challenger is promoted.
@@ -206,11 +170,11 @@ def test_labels_of_a_shifted_colony_retrain_and_promote_a_better_model_by_themse
 
     # 5. The API serves it, better on fresh penguins of the colony; the next report shows the recovery.
     wait_served(stack, challenger)
-    served, challenger_accuracy = serve_and_label(stack, make_shifted_colony(COLONY, 8))
+    served, challenger_accuracy = serve_and_label(stack.api, make_shifted_colony(COLONY, 8))
     assert served == challenger and challenger_accuracy > champion_accuracy
     last, report = monitor(stack)
     assert report["live"]["by_version"][challenger]["labelled"] == COLONY, report["live"]
-    recovered = live_accuracy(stack, challenger)
+    recovered = live_accuracy(stack.api, challenger)
     print(
         f"\nlive accuracy on the colony: {champion} {old_gauge:.2f} -> {challenger} {recovered:.2f} "
         f"after {time.monotonic() - started:.0f} s"
@@ -238,16 +202,16 @@ def test_labels_no_model_can_learn_keep_the_champion_and_record_the_rejected_cha
     # all): just enough for the live test set to be exactly the triplets' rows, which come last.
     padding = penguins.head(right_labels_needed(len(read_labelled(stack.env["PENGUINS_DB_URL"]))))
     if len(padding):
-        label(stack, serve(stack, padding)["predictions"], padding["species"].tolist())
+        label(stack.api, serve(stack.api, padding)["predictions"], padding["species"].tolist())
     # Each penguin answered three times, then told to be each species once: one request per triplet, so a
     # triplet shares one labelled_at and the live test set holds whole triplets.
     triplets = penguins.iloc[len(padding) : len(padding) + TRIPLETS].loc[lambda t: t.index.repeat(3)]
-    answered = serve(stack, triplets)
+    answered = serve(stack.api, triplets)
     assert answered["model_version"] == champion
     for start in range(0, len(triplets), 3):
         triplet = answered["predictions"][start : start + 3]
         assert len({p["species"] for p in triplet}) == 1, triplet  # one answer per penguin: right once
-        label(stack, triplet, list(SPECIES))
+        label(stack.api, triplet, list(SPECIES))
     time.sleep(0.5)  # past the logs' flush period
 
     # 3. The monitor sees live accuracy fall below MIN_LIVE_ACCURACY and announces penguins_drift.
