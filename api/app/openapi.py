@@ -21,17 +21,23 @@ Schema = dict[str, Any]
 
 @cache
 def _unicode_tables() -> tuple[dict[str, str], str]:
-    """Every character grouped by its `str.lower()` (how the server matches a category), and every character
-    `str.strip()` removes. One pass over Unicode, once per process: case mappings such as KELVIN SIGN -> k
-    cannot be guessed from `upper()`."""
-    same_lower: defaultdict[str, str] = defaultdict(str)
+    """The characters that `str.lower()` (how the server matches a category) maps to each lower case, and
+    every character `str.strip()` removes. One pass over Unicode, once per process: case mappings such as
+    KELVIN SIGN -> k cannot be guessed from `upper()`. Only cased characters are kept (a character that is its
+    own lower case matches itself alone): a table of every character held some 200 MB for good."""
+    cased: defaultdict[str, str] = defaultdict(str)
     spaces = ""
     for code in range(sys.maxunicode + 1):
         char = chr(code)
-        same_lower[char.lower()] += char
+        if (lower := char.lower()) != char:
+            cased[lower] += char
         if char.isspace():
             spaces += char
-    return dict(same_lower), spaces
+    same_lower = {
+        lower: "".join(sorted(chars + lower if len(lower) == 1 and lower.lower() == lower else chars))
+        for lower, chars in cased.items()
+    }
+    return same_lower, spaces
 
 
 def _char_class(chars: str) -> str:

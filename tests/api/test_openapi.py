@@ -41,3 +41,18 @@ def test_every_check_passes_on_every_operation(make_client, artifacts_dir: Path,
     assert all(sent[label(operation, GenerationMode.POSITIVE)] for operation in operations), sent
     kinds = Counter(problem.partition("\n")[0][:200] for problem in problems)
     assert not problems, f"{len(problems)} problem(s): {dict(kinds)}, e.g.:\n" + "\n".join(problems[:6])
+
+
+def test_the_case_table_keeps_only_the_characters_that_change_case() -> None:
+    """The schema's category patterns come from one table of which characters lower to which: it keeps the
+    1,400-odd cased groups, not every character of Unicode (that table held some 200 MB for good, which a
+    128 MiB container cannot spare on the first GET /openapi.json)."""
+    from app.openapi import _unicode_tables, category_pattern
+
+    same_lower, spaces = _unicode_tables()
+    assert len(same_lower) < 2000
+    assert all(c.lower() == lower for lower, chars in same_lower.items() for c in chars)
+    assert (same_lower["k"], same_lower["\u03c3"], same_lower["i"]) == ("Kk\u212a", "\u03a3\u03c3", "Ii")
+    assert "q" in same_lower and "1" not in same_lower  # a digit matches itself alone
+    assert "\u3000" in spaces and "\u200b" not in spaces
+    assert category_pattern(["Dream"]).startswith("^[")
