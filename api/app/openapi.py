@@ -24,7 +24,7 @@ def _unicode_tables() -> tuple[dict[str, str], str]:
     """The characters that `str.lower()` (how the server matches a category) maps to each lower case, and
     every character `str.strip()` removes. One pass over Unicode, once per process: case mappings such as
     KELVIN SIGN -> k cannot be guessed from `upper()`. Only cased characters are kept (a character that is its
-    own lower case matches itself alone): a table of every character held some 200 MB for good."""
+    own lower case matches itself alone): a table of every character held hundreds of megabytes for good."""
     cased: defaultdict[str, str] = defaultdict(str)
     spaces = ""
     for code in range(sys.maxunicode + 1):
