@@ -46,8 +46,9 @@ reliability: install  ## fuzzing (a fresh seed, printed), load, faults on the ru
 	echo "make reliability: schemathesis seed $$seed (replay: make reliability RELIABILITY_SEED=$$seed)"; \
 	RELIABILITY_SEED=$$seed RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
 
-lint: install  ## ruff, mypy (strict for the API and the contract), the alert rules and the static checks
+lint: install  ## ruff, mypy (strict for the API and the contract), Prometheus's config and alert rules, the static checks
 	@command -v promtool >/dev/null || { echo "make lint: promtool is missing: apt-get install prometheus" >&2; exit 1; }
+	promtool check config prometheus/prometheus.yml
 	promtool check rules prometheus/alerts.yml
 	promtool test rules prometheus/alerts_test.yml
 	$(BIN)/ruff check .

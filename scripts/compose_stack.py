@@ -37,6 +37,7 @@ LONG_RUNNING = [
     "api",
     "mlflow",
     "s3",
+    "prometheus",
 ]
 ONE_SHOT = ["airflow-init", "s3-bucket"]
 T = TypeVar("T")
@@ -105,9 +106,8 @@ class ComposeStack:
 
         Its images are tagged with the project's name: under the default tags, another copy built on the same
         engine meanwhile (another branch, another test) would replace what this one runs."""
-        ports = {
-            name: free_port() for name in ("API_PORT", "AIRFLOW_PORT", "MYSQL_PORT", "MLFLOW_PORT", "S3_PORT")
-        }
+        published = ("API_PORT", "AIRFLOW_PORT", "MYSQL_PORT", "MLFLOW_PORT", "S3_PORT", "PROMETHEUS_PORT")
+        ports = {name: free_port() for name in published}
         images = {
             "API_IMAGE_NAME": f"penguins-api:{project}",
             "AIRFLOW_IMAGE_NAME": f"penguins-airflow:{project}",
@@ -130,6 +130,10 @@ class ComposeStack:
     @property
     def s3_url(self) -> str:
         return f"http://127.0.0.1:{self.env['S3_PORT']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PROMETHEUS_PORT']}"
 
     # --- compose and the engine ------------------------------------------------------------------------
     def compose(self, *args: str, timeout: float = 900, stderr: bool = False) -> str:

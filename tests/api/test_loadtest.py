@@ -1,15 +1,12 @@
-"""`make loadtest` for real: Locust's users (bench/locustfile.py) against a real API, a few seconds each. A
-served model answers every kind of request well and the run exits 0 with its reports written; an API with no
-model answers 503, and the run exits non-zero."""
+"""`make loadtest` for real (run by tests/conftest.py): Locust's users (bench/locustfile.py) against a real
+API, a few seconds each. A served model answers every kind of request well and the run exits 0 with its
+reports written; an API with no model answers 503, and the run exits non-zero."""
 
 import csv
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
 KINDS = {
     "GET /",
     "GET /model",
@@ -20,23 +17,6 @@ KINDS = {
 }
 
 
-def loadtest(host: str, results: Path, users: int = 30, seconds: int = 6) -> subprocess.CompletedProcess[str]:
-    """`make loadtest` as a user runs it, with its settings from the environment and its reports in
-    `results`. Thirty users, each a few tasks in a run: every kind of request is drawn (one kind missing
-    from all of them is a chance under one in ten thousand)."""
-    env = {
-        **os.environ,
-        "LOADTEST_HOST": host,
-        "LOADTEST_USERS": str(users),
-        "LOADTEST_SPAWN_RATE": str(users),
-        "LOADTEST_RUN_TIME": f"{seconds}s",
-        "LOADTEST_RESULTS_DIR": str(results),
-    }
-    return subprocess.run(
-        ["make", "-s", "-C", str(REPO), "loadtest"], env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 def stats(results: Path) -> dict[str, dict[str, Any]]:
     """Locust's own CSV, request kind -> row (`Aggregated` for the total)."""
     with (results / "loadtest_stats.csv").open(newline="") as rows:
@@ -44,12 +24,14 @@ def stats(results: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_make_loadtest_against_a_served_model_exits_0_with_every_request_kind_answered(
-    server: str, tmp_path: Path
+    server: str, tmp_path: Path, loadtest
 ) -> None:
-    done = loadtest(server, tmp_path)
+    """Thirty users, each a few tasks in a run: every kind of request is drawn (one kind missing from all of
+    them is a chance under one in ten thousand)."""
+    done = loadtest(server, tmp_path, users=30, seconds=6)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     rows = stats(tmp_path)
-    assert KINDS <= set(rows), sorted(rows)
+    assert set(rows) >= KINDS, sorted(rows)
     for kind in KINDS:
         assert int(rows[kind]["Request Count"]) > 0, kind
         assert int(rows[kind]["Failure Count"]) == 0, kind
@@ -62,7 +44,7 @@ def test_make_loadtest_against_a_served_model_exits_0_with_every_request_kind_an
     assert summary["total"]["p95_ms"] > 0 and summary["commit"]
 
 
-def test_make_loadtest_fails_when_requests_fail(api_server, tmp_path: Path) -> None:
+def test_make_loadtest_fails_when_requests_fail(api_server, tmp_path: Path, loadtest) -> None:
     """No model: the page itself loads, but /model and every prediction answer 503."""
     with api_server(tmp_path / "nothing-trained") as url:
         done = loadtest(url, tmp_path / "results", users=20, seconds=5)
