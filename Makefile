@@ -71,6 +71,7 @@ bench: install  ## the benchmarks; writes bench/results/*.json and prints a tabl
 	$(BIN)/python bench/monitor_scale.py
 	$(BIN)/python bench/compose.py
 	$(BIN)/python bench/native_stack.py
+	$(BIN)/python bench/loadtest.py
 
 # Locust as users (bench/locustfile.py), headless; every setting from the environment. Locust itself exits 1
 # when any request failed (--exit-code-on-error), and make with it.

@@ -43,7 +43,10 @@ from compose_stack import (
     ONE_SHOT,
     ComposeStack,
     StackError,
+    cgroup_figures,
     engine_problem,
+    inspect,
+    memory_usage,
     running,
     served_version,
     wait_for,
@@ -640,36 +643,6 @@ def test_prometheus_scrapes_the_api_and_evaluates_the_alert_rules(
     assert "PenguinNoModelServed" not in firing
 
 
-# The cgroup's own limits, read inside the container (cgroup v2's files, or v1's): memory in bytes, the CPU
-# quota and period in microseconds, and how many processes the kernel killed for memory.
-CGROUP_LIMITS = """
-import json, os
-def read(*names):
-    for name in names:
-        if os.path.exists(name):
-            return open(name).read().split()
-    return None
-v2 = os.path.exists("/sys/fs/cgroup/memory.max")
-if v2:
-    memory = read("/sys/fs/cgroup/memory.max")[0]
-    quota, period = read("/sys/fs/cgroup/cpu.max")
-    events = read("/sys/fs/cgroup/memory.events")
-else:
-    memory = read("/sys/fs/cgroup/memory/memory.limit_in_bytes")[0]
-    quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us")[0]
-    period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us")[0]
-    events = read("/sys/fs/cgroup/memory/memory.oom_control")
-kills = int(events[events.index("oom_kill") + 1]) if events and "oom_kill" in events else None
-limits = {"memory": memory, "quota": quota, "period": period, "oom_kills": kills}
-print(json.dumps({"cgroup": 2 if v2 else 1, **limits}))
-"""
-
-
-def inspected(container: str) -> dict[str, Any]:
-    out = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True).stdout
-    return dict(json.loads(out)[0])
-
-
 def test_the_api_holds_a_locust_run_within_the_course_limits(
     stack: ComposeStack, first_version: str, tmp_path: Path, loadtest: Any
 ) -> None:
@@ -677,31 +650,25 @@ def test_the_api_holds_a_locust_run_within_the_course_limits(
     cgroup's files and `docker stats`; then Locust's users for 20 s, none failed, and nothing was killed."""
     stack.wait_served(timeout=300)
     (api,) = [c["ID"] for c in stack.containers() if c["Service"] == "api"]
-    before = inspected(api)
+    before = inspect(api)
     cpus = float(stack.env.get("API_CPUS", "1"))
     assert before["HostConfig"]["Memory"] == 128 * 2**20
     assert before["HostConfig"]["NanoCpus"] == round(cpus * 1e9)
-    limits = json.loads(stack.compose("exec", "-T", "api", "python", "-c", CGROUP_LIMITS))
-    assert int(limits["memory"]) == 128 * 2**20, limits
-    assert int(limits["quota"]) == round(cpus * int(limits["period"])), limits
-    stats = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", api],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert stats.split("/")[1].strip() == "128MiB", stats
+    cgroup = cgroup_figures(api)
+    assert int(cgroup["memory_limit"]) == 128 * 2**20, cgroup
+    assert int(cgroup["cpu_quota"]) == round(cpus * int(cgroup["cpu_period"])), cgroup
+    assert memory_usage(api)[1] == 128.0
     done = loadtest(stack.api_url, tmp_path, users=20, seconds=20, spawn_rate=5)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     summary = json.loads((tmp_path / "loadtest_summary.json").read_text())
     assert summary["total"]["requests"] > 100 and summary["total"]["failures"] == 0, summary["total"]
-    after = inspected(api)
+    after = inspect(api)
     # Podman may leave OOMKilled false for a killed process (FACTS): the restarts, the start time and the
     # cgroup's own count of kills say it too.
     assert after["State"]["Status"] == "running" and after["State"]["OOMKilled"] is False
     assert after["RestartCount"] == 0 and after["State"]["StartedAt"] == before["State"]["StartedAt"]
-    kills = json.loads(stack.compose("exec", "-T", "api", "python", "-c", CGROUP_LIMITS))["oom_kills"]
-    assert kills in (0, None) and kills == limits["oom_kills"], (limits, kills)
+    kills = cgroup_figures(api)["oom_kills"]
+    assert kills in (0, None) and kills == cgroup["oom_kills"], (cgroup, kills)
 
 
 def test_celery_with_two_workers_runs_every_task_on_a_worker(stack: ComposeStack) -> None:
