@@ -8,8 +8,8 @@ prediction log on) in `docker run --cpus C --memory M --memory-swap M`, for each
 `1` CPU / `256m`) and each API_WORKERS (1, 2), serving a model trained here on palmerpenguins and mounted
 read-only. The users are `make loadtest`'s (bench/locustfile.py), run by Locust headless in a process of their
 own on the same machine. Steps: 25, 50, 100, ... users, each for a fixed time with its statistics reset once
-every user has started; a step is held when no request failed and the p95 stayed under P95_GOAL_MS, and the first
-step not held ends the climb. Then the course's scenario, bounded in time. For every run the container's
+every user has started; a step is held when no request failed and the p95 stayed under P95_GOAL_MS, and the
+first step not held ends the climb. Then the course's scenario, bounded in time. For every run the container's
 memory peak (the cgroup's high-water mark), its CPU throttling, the kills of the kernel, and the CPU time
 Locust itself used (on a shared machine the load generator can be the bottleneck: the figures say when).
 
