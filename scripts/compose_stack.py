@@ -291,8 +291,9 @@ def words(*names):
         if os.path.exists(name):
             return open(name).read().split()
     return []
-def after(found, key, scale=1.0):
-    return int(found[found.index(key) + 1]) * scale if key in found else None
+def after(found, key, scale=None):
+    value = int(found[found.index(key) + 1]) if key in found else None
+    return value * scale if value is not None and scale else value
 if os.path.exists("/sys/fs/cgroup/memory.max"):
     root = "/sys/fs/cgroup/"
     quota, period = words(root + "cpu.max")
