@@ -78,6 +78,8 @@ MONITORED = 60
 # (LIVE_TEST_FRACTION) are train_pipeline's live test set, at least MIN_LIVE_LABELLED (30, the default).
 COLONY = 100
 MIN_LIVE_ACCURACY = 0.9  # the default
+# The course's memory limit for the API (issue 22), MiB: the whole scenario runs under it.
+API_MEMORY_MIB = 128
 # Short retries so the mysql fault fails its run in seconds rather than minutes; the object store's keys and
 # bucket as a user's .env would set them.
 SETTINGS = {
@@ -87,8 +89,7 @@ SETTINGS = {
     "S3_ACCESS_KEY": "compose-test",
     "S3_SECRET_KEY": secrets.token_urlsafe(24),
     "S3_BUCKET": "tracking",
-    # The course's memory limit for the API (issue 22): the whole scenario runs under it.
-    "API_MEMORY": "128m",
+    "API_MEMORY": f"{API_MEMORY_MIB}m",
 }
 # What the host logs through the MLflow server, under names of its own (training registers `penguins`).
 CHECK_MODEL = "compose-check"
@@ -646,18 +647,18 @@ def test_prometheus_scrapes_the_api_and_evaluates_the_alert_rules(
 def test_the_api_holds_a_locust_run_within_the_course_limits(
     stack: ComposeStack, first_version: str, tmp_path: Path, loadtest: Any
 ) -> None:
-    """API_MEMORY=128m (SETTINGS) and the default CPU limit, as the engine applies them: its own record, the
+    """API_MEMORY (SETTINGS) and the default CPU limit, as the engine applies them: its own record, the
     cgroup's files and `docker stats`; then Locust's users for 20 s, none failed, and nothing was killed."""
     stack.wait_served(timeout=300)
     (api,) = [c["ID"] for c in stack.containers() if c["Service"] == "api"]
     before = inspect(api)
     cpus = float(stack.env.get("API_CPUS", "1"))
-    assert before["HostConfig"]["Memory"] == 128 * 2**20
+    assert before["HostConfig"]["Memory"] == API_MEMORY_MIB * 2**20
     assert before["HostConfig"]["NanoCpus"] == round(cpus * 1e9)
     cgroup = cgroup_figures(api)
-    assert int(cgroup["memory_limit"]) == 128 * 2**20, cgroup
+    assert int(cgroup["memory_limit"]) == API_MEMORY_MIB * 2**20, cgroup
     assert int(cgroup["cpu_quota"]) == round(cpus * int(cgroup["cpu_period"])), cgroup
-    assert memory_usage(api)[1] == 128.0
+    assert memory_usage(api)[1] == API_MEMORY_MIB
     done = loadtest(stack.api_url, tmp_path, users=20, seconds=20, spawn_rate=5)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     summary = json.loads((tmp_path / "loadtest_summary.json").read_text())
