@@ -19,7 +19,6 @@ On the engine `DOCKER_HOST` / the Docker CLI reaches; with none it says so and w
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -50,15 +49,10 @@ STEPS = [25, 50, 100, 200, 400, 800, 1600, 3200]
 P95_GOAL_MS = 100.0
 # The course's load-test lab: 10,000 users, spawned 500 a second; bounded here in time.
 COURSE_USERS, COURSE_SPAWN_RATE = 10_000, 500
-# The Aggregated row of Locust's `<prefix>_stats.csv`, renamed.
-STATS_COLUMNS = {
-    "Request Count": "requests",
-    "Failure Count": "failures",
-    "50%": "p50_ms",
-    "95%": "p95_ms",
-    "99%": "p99_ms",
-    "Requests/s": "requests_per_second",
-}
+# The summary bench/locustfile.py writes beside `--csv <prefix>` (not imported: importing Locust patches this
+# process with gevent), and what each run keeps of its totals.
+SUMMARY_SUFFIX = "_summary.json"
+FIGURES = ("requests", "failures", "p50_ms", "p95_ms", "p99_ms", "requests_per_second")
 
 
 @dataclass(frozen=True)
@@ -157,8 +151,9 @@ class MemoryPeak(threading.Thread):
 def locust(
     url: str, users: int, spawn_rate: float, seconds: int, folder: Path, reset: bool
 ) -> dict[str, Any]:
-    """One headless Locust run of bench/locustfile.py's users: the Aggregated figures of its CSV, and the CPU
-    seconds Locust used (of a core, over the run)."""
+    """One headless Locust run of bench/locustfile.py's users: its figures in total, from the summary the
+    locustfile writes once every user has stopped (Locust's own CSV is rewritten every second, so it may
+    miss the last one), and the CPU Locust used (cores, over the run)."""
     prefix = folder / f"users{users}"
     command = [
         str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "--only-summary", "--host", url,
@@ -170,14 +165,11 @@ def locust(
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 600, check=False)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats = Path(f"{prefix}_stats.csv")
-    if not stats.exists():
-        raise SystemExit(f"Locust wrote no statistics (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    with stats.open(newline="") as rows:
-        total = next(row for row in csv.DictReader(rows) if row["Name"] == "Aggregated")
-    figures: dict[str, Any] = {key: float(total[column]) for column, key in STATS_COLUMNS.items()}
-    figures["requests"], figures["failures"] = int(figures["requests"]), int(figures["failures"])
-    figures["requests_per_second"] = round(figures["requests_per_second"], 1)
+    summary = Path(f"{prefix}{SUMMARY_SUFFIX}")
+    if not summary.exists():
+        raise SystemExit(f"Locust wrote no summary (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    total = json.loads(summary.read_text())["total"]
+    figures: dict[str, Any] = {key: total[key] for key in FIGURES}
     cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
     figures["locust_cpu_share"] = round(cpu / wall, 2)
     return figures
@@ -208,7 +200,8 @@ def measured(container: str, run: Any) -> dict[str, Any]:
 
 
 def held(step: dict[str, Any]) -> bool:
-    return step["failures"] == 0 and step["p95_ms"] < P95_GOAL_MS and not step["killed"]
+    answered = step["requests"] > 0 and step["failures"] == 0
+    return answered and step["p95_ms"] < P95_GOAL_MS and not step["killed"]
 
 
 def climb(container: str, url: str, steps: list[int], seconds: int, folder: Path) -> list[dict[str, Any]]:

@@ -422,7 +422,9 @@ def not_held(step: dict[str, Any] | None, goal_ms: float) -> str:
     why = ["the API killed"] if step["killed"] else []
     if step["failures"]:
         why.append(f"{number(step['failures'])} failed requests")
-    if step["p95_ms"] >= goal_ms:
+    if not step["requests"]:
+        why.append("no request answered")
+    elif step["p95_ms"] >= goal_ms:
         why.append(f"p95 {number(step['p95_ms'], 0)} ms")
     return f"{number(step['users'])} users: {', '.join(why)}"
 

