@@ -462,7 +462,7 @@ def loadtest(results: dict[str, Any]) -> str:
             [
                 *config,
                 number(scenario["requests"]),
-                f"{number(scenario['failures'])} ({number(100 * share, 1)} %)",
+                f"{number(scenario['failures'])} ({number(100 * share)} %)",
                 " / ".join(number(scenario[key], 0) for key in ("p50_ms", "p95_ms", "p99_ms")),
                 number(scenario["requests_per_second"], 0),
                 number(memory_peak(scenario), 0),
