@@ -505,7 +505,7 @@ def test_prometheus_scrapes_the_api_and_loads_the_alert_rules() -> None:
 
 def test_the_api_runs_within_cpu_and_memory_limits_from_the_environment(tmp_path: Path) -> None:
     base = resolved("docker-compose.yml", tmp_path=tmp_path)["services"]
-    assert base["api"]["deploy"]["resources"]["limits"] == {"cpus": 1, "memory": str(512 * 2**20)}
+    assert base["api"]["deploy"]["resources"]["limits"] == {"cpus": 1, "memory": str(256 * 2**20)}
     env = {"API_CPUS": "0.5", "API_MEMORY": "128m"}
     limited = resolved("docker-compose.yml", env=env, tmp_path=tmp_path)["services"]
     assert limited["api"]["deploy"]["resources"]["limits"] == {"cpus": 0.5, "memory": str(128 * 2**20)}
