@@ -15,7 +15,8 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/airflow/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: help install lock test test-compose lint pipeline monitor run api bench screenshots reliability rollback sweep
+.PHONY: help install lock test test-compose lint pipeline monitor run api bench screenshots reliability rollback sweep \
+	loadtest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,8 +46,9 @@ reliability: install  ## fuzzing (a fresh seed, printed), load, faults on the ru
 	echo "make reliability: schemathesis seed $$seed (replay: make reliability RELIABILITY_SEED=$$seed)"; \
 	RELIABILITY_SEED=$$seed RELIABILITY_RESULTS=$(CURDIR)/bench/results/reliability.json $(BIN)/pytest tests/reliability
 
-lint: install  ## ruff, mypy (strict for the API and the contract), the alert rules and the static checks
+lint: install  ## ruff, mypy (strict for the API and the contract), Prometheus's config and alert rules, the static checks
 	@command -v promtool >/dev/null || { echo "make lint: promtool is missing: apt-get install prometheus" >&2; exit 1; }
+	promtool check config prometheus/prometheus.yml
 	promtool check rules prometheus/alerts.yml
 	promtool test rules prometheus/alerts_test.yml
 	$(BIN)/ruff check .
@@ -69,6 +71,20 @@ bench: install  ## the benchmarks; writes bench/results/*.json and prints a tabl
 	$(BIN)/python bench/monitor_scale.py
 	$(BIN)/python bench/compose.py
 	$(BIN)/python bench/native_stack.py
+	$(BIN)/python bench/loadtest.py
+
+# Locust as users (bench/locustfile.py), headless; every setting from the environment. Locust itself exits 1
+# when any request failed (--exit-code-on-error), and make with it.
+LOADTEST_HOST ?= http://127.0.0.1:$(or $(API_PORT),8000)
+LOADTEST_USERS ?= 50
+LOADTEST_SPAWN_RATE ?= 10
+LOADTEST_RUN_TIME ?= 30s
+LOADTEST_RESULTS_DIR ?= bench/results/loadtest
+loadtest: install  ## Locust at LOADTEST_HOST: CSV, HTML and a summary in bench/results/loadtest/; fails on any failed request
+	$(BIN)/locust -f bench/locustfile.py --headless --only-summary --host "$(LOADTEST_HOST)" \
+		--users "$(LOADTEST_USERS)" --spawn-rate "$(LOADTEST_SPAWN_RATE)" --run-time "$(LOADTEST_RUN_TIME)" \
+		--stop-timeout 10 --exit-code-on-error 1 \
+		--csv "$(LOADTEST_RESULTS_DIR)/loadtest" --html "$(LOADTEST_RESULTS_DIR)/loadtest.html"
 
 pipeline: install  ## run data_pipeline then train_pipeline once through Airflow (no scheduler)
 	$(BIN)/airflow db migrate > /dev/null

@@ -415,6 +415,104 @@ def native_stack(results: dict[str, Any]) -> str:
     )
 
 
+def not_held(step: dict[str, Any] | None, goal_ms: float) -> str:
+    """Why a step of bench/loadtest.py's climb was not held, or that every step was."""
+    if step is None:
+        return "every step held"
+    why = ["the API killed"] if step["killed"] else []
+    if step["failures"]:
+        why.append(f"{number(step['failures'])} failed requests")
+    if not step["requests"]:
+        why.append("no request answered")
+    elif step["p95_ms"] >= goal_ms:
+        why.append(f"p95 {number(step['p95_ms'], 0)} ms")
+    return f"{number(step['users'])} users: {', '.join(why)}"
+
+
+def memory_peak(run: dict[str, Any]) -> float:
+    """A run's memory high-water mark, MiB: the cgroup's own, else the highest `docker stats` sample."""
+    return float(run.get("memory_peak_mib", run["memory_peak_sampled_mib"]))
+
+
+def loadtest(results: dict[str, Any]) -> str:
+    """bench/loadtest.py: the most Locust users held per container limit and worker count, then the course's
+    scenario on each."""
+    setup = results["setup"]
+    goal, course = setup["p95_goal_ms"], setup["course"]
+    climb_rows, course_rows = [], []
+    for run in results["runs"]:
+        config = [f"{number(run['cpus'], 1)} CPU / {run['memory']}", str(run["workers"])]
+        held = [step for step in run["steps"] if step["held"]]
+        best = held[-1] if held else {}
+        first_not = next((step for step in run["steps"] if not step["held"]), None)
+        climb_rows.append(
+            [
+                *config,
+                number(run["idle_memory_mib"], 0),
+                f"**{number(run['most_users_held'])}**",
+                number(best.get("requests_per_second", "—"), 0),
+                number(best.get("p95_ms", "—"), 0),
+                number(max(memory_peak(step) for step in run["steps"]), 0),
+                not_held(first_not, goal),
+            ]
+        )
+        scenario = run["course"]
+        share = scenario["failures"] / scenario["requests"] if scenario["requests"] else 0.0
+        course_rows.append(
+            [
+                *config,
+                number(scenario["requests"]),
+                f"{number(scenario['failures'])} ({number(100 * share)} %)",
+                " / ".join(number(scenario[key], 0) for key in ("p50_ms", "p95_ms", "p99_ms")),
+                number(scenario["requests_per_second"], 0),
+                number(memory_peak(scenario), 0),
+                "yes" if scenario["killed"] else "no",
+                number(scenario.get("api_throttled_s", "—"), 1),
+                number(scenario["locust_cpu_share"]),
+            ]
+        )
+    steps = ", ".join(number(users) for users in setup["steps"])
+    return "\n\n".join(
+        [
+            f"**Under the course's limits** (`make bench` → `bench/results/loadtest.json`). "
+            f"{machine_line(results)} The API image in `docker run --cpus --memory` (its defaults: access "
+            "and prediction logs on), Locust's users of `bench/locustfile.py` in steps of "
+            f"{steps} users, {number(setup['step_seconds'])} s each (statistics from the moment all have "
+            f"started); a step is held with no failed request and p95 under {number(goal, 0)} ms.",
+            table(
+                [
+                    "limit",
+                    "workers",
+                    "idle MiB",
+                    "most users held",
+                    "req/s there",
+                    "p95 ms there",
+                    "memory peak MiB",
+                    "first step not held",
+                ],
+                climb_rows,
+            ),
+            f"The course's scenario: {number(course['users'])} users spawned {number(course['spawn_rate'])} "
+            f"a second, for {number(course['seconds'])} s, on a fresh container each:",
+            table(
+                [
+                    "limit",
+                    "workers",
+                    "requests",
+                    "failed",
+                    "p50 / p95 / p99 ms",
+                    "req/s",
+                    "memory peak MiB",
+                    "API killed",
+                    "API CPU-throttled, s",
+                    "Locust CPU, cores",
+                ],
+                course_rows,
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "serving.json": (serving, "`make bench`"),
     "vs_mlserver.json": (vs_mlserver, "`make bench`"),
@@ -423,6 +521,7 @@ SECTIONS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "compose.json": (compose, COMPOSE_COMMAND),
     "monitor_scale.json": (monitor_scale, "`make bench`"),
     "native_stack.json": (native_stack, "`make bench`"),
+    "loadtest.json": (loadtest, COMPOSE_COMMAND),
 }
 
 

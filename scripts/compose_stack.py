@@ -37,6 +37,7 @@ LONG_RUNNING = [
     "api",
     "mlflow",
     "s3",
+    "prometheus",
 ]
 ONE_SHOT = ["airflow-init", "s3-bucket"]
 T = TypeVar("T")
@@ -105,9 +106,8 @@ class ComposeStack:
 
         Its images are tagged with the project's name: under the default tags, another copy built on the same
         engine meanwhile (another branch, another test) would replace what this one runs."""
-        ports = {
-            name: free_port() for name in ("API_PORT", "AIRFLOW_PORT", "MYSQL_PORT", "MLFLOW_PORT", "S3_PORT")
-        }
+        published = ("API_PORT", "AIRFLOW_PORT", "MYSQL_PORT", "MLFLOW_PORT", "S3_PORT", "PROMETHEUS_PORT")
+        ports = {name: free_port() for name in published}
         images = {
             "API_IMAGE_NAME": f"penguins-api:{project}",
             "AIRFLOW_IMAGE_NAME": f"penguins-airflow:{project}",
@@ -130,6 +130,10 @@ class ComposeStack:
     @property
     def s3_url(self) -> str:
         return f"http://127.0.0.1:{self.env['S3_PORT']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PROMETHEUS_PORT']}"
 
     # --- compose and the engine ------------------------------------------------------------------------
     def compose(self, *args: str, timeout: float = 900, stderr: bool = False) -> str:
@@ -274,6 +278,70 @@ def served_version(api_url: str) -> str | None:
     except httpx.HTTPError:
         return None
     return answer.json()["model_version"] if answer.status_code == 200 else None
+
+
+# A container's cgroup as the kernel keeps it, read inside the container (v2's files, or v1's): the memory
+# limit and high-water mark in bytes, the CPU quota and period in microseconds, the time the quota throttled
+# it, and how many of its processes the kernel killed for memory (Podman may leave the engine's OOMKilled
+# false for those: FACTS). Its own Python runs it: the API image has no shell tools to rely on.
+CGROUP_FIGURES = """
+import json, os
+def words(*names):
+    for name in names:
+        if os.path.exists(name):
+            return open(name).read().split()
+    return []
+def after(found, key, scale=None):
+    value = int(found[found.index(key) + 1]) if key in found else None
+    return value * scale if value is not None and scale else value
+if os.path.exists("/sys/fs/cgroup/memory.max"):
+    root = "/sys/fs/cgroup/"
+    quota, period = words(root + "cpu.max")
+    figures = {"cgroup": 2, "memory_limit": words(root + "memory.max")[0],
+               "memory_peak": (words(root + "memory.peak") or [None])[0],
+               "oom_kills": after(words(root + "memory.events"), "oom_kill"),
+               "throttled_s": after(words(root + "cpu.stat"), "throttled_usec", 1e-6)}
+else:
+    memory, cpu = "/sys/fs/cgroup/memory/", ("/sys/fs/cgroup/cpu/", "/sys/fs/cgroup/cpu,cpuacct/")
+    quota = words(*(c + "cpu.cfs_quota_us" for c in cpu))[0]
+    period = words(*(c + "cpu.cfs_period_us" for c in cpu))[0]
+    figures = {"cgroup": 1, "memory_limit": words(memory + "memory.limit_in_bytes")[0],
+               "memory_peak": words(memory + "memory.max_usage_in_bytes")[0],
+               "oom_kills": after(words(memory + "memory.oom_control"), "oom_kill"),
+               "throttled_s": after(words(*(c + "cpu.stat" for c in cpu)), "throttled_time", 1e-9)}
+print(json.dumps({**figures, "cpu_quota": quota, "cpu_period": period}))
+"""
+
+
+def inspect(container: str) -> dict[str, Any]:
+    """`docker inspect` of one container."""
+    out = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out)[0])
+
+
+def cgroup_figures(container: str) -> dict[str, Any]:
+    """CGROUP_FIGURES of a running container that has Python (the API's)."""
+    done = subprocess.run(
+        ["docker", "exec", container, "python", "-c", CGROUP_FIGURES],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise StackError(f"reading the cgroup of {container} failed: {done.stderr.strip()}")
+    return dict(json.loads(done.stdout))
+
+
+def memory_usage(container: str) -> tuple[float, float]:
+    """(used, limit) in MiB now, as `docker stats --no-stream` reports them."""
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    used, limit = out.split("/")
+    return mebibytes(used.strip()), mebibytes(limit.strip())
 
 
 def mebibytes(text: str) -> float:

@@ -289,3 +289,27 @@ def mlflow_server(
     root = tmp_path_factory.mktemp("mlflow")
     with mlflow_at(root) as url:
         yield MlflowServer(url, root)
+
+
+def make_loadtest(
+    host: str, results: Path, users: int, seconds: int, spawn_rate: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`make loadtest` as a user runs it (Locust, bench/locustfile.py), its settings from the environment and
+    its reports in `results`."""
+    env = {
+        **os.environ,
+        "LOADTEST_HOST": host,
+        "LOADTEST_USERS": str(users),
+        "LOADTEST_SPAWN_RATE": str(spawn_rate or users),
+        "LOADTEST_RUN_TIME": f"{seconds}s",
+        "LOADTEST_RESULTS_DIR": str(results),
+    }
+    return subprocess.run(
+        ["make", "-s", "-C", str(REPO), "loadtest"], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def loadtest() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`loadtest(host, results, users=, seconds=)`: a `make loadtest` run, for the API and compose tests."""
+    return make_loadtest

@@ -35,6 +35,7 @@ FIXED_SERVICES = {
     "mlflow",
     "s3",
     "s3-bucket",
+    "prometheus",
 }
 ONE_SHOT = {"airflow-init", "s3-bucket"}
 # The services that talk S3, and so the only ones that hold the object store's keys.
@@ -207,7 +208,7 @@ def test_the_prediction_log_is_a_named_volume_written_by_the_api_and_read_by_air
 ) -> None:
     services = resolved(*files, tmp_path=tmp_path)["services"]
     for name, service in services.items():
-        if name in ("mysql", "airflow-db", "redis", "mlflow", "s3", "s3-bucket"):
+        if name in ("mysql", "airflow-db", "redis", "mlflow", "s3", "s3-bucket", "prometheus"):
             assert "/opt/predictions" not in mounts(service), name
             continue
         log = mounts(service)["/opt/predictions"]
@@ -459,3 +460,52 @@ def test_the_mlflow_and_s3_images_are_pinned_and_non_root(dockerfile: str) -> No
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")
     assert "-c /tmp/deps/requirements.lock" in text
+
+
+def test_prometheus_publishes_its_port_on_loopback_and_waits_for_a_healthy_api(tmp_path: Path) -> None:
+    base = resolved("docker-compose.yml", tmp_path=tmp_path)["services"]
+    prometheus = base["prometheus"]
+    assert prometheus["image"] == "prom/prometheus:v2.42.0"
+    assert published(prometheus) == {9090: "9090"}
+    assert prometheus["ports"][0]["host_ip"] == "127.0.0.1"
+    moved = resolved("docker-compose.yml", env={"PROMETHEUS_PORT": "9191"}, tmp_path=tmp_path)["services"]
+    assert published(moved["prometheus"]) == {9090: "9191"}
+    assert prometheus["depends_on"] == {"api": {"condition": "service_healthy", "required": True}}
+    assert "/-/ready" in " ".join(prometheus["healthcheck"]["test"])
+
+
+def test_prometheus_reads_the_repository_config_read_only_and_keeps_its_data_in_a_volume(
+    base: dict[str, Any],
+) -> None:
+    """The image's defaults (the official ones) read /etc/prometheus/prometheus.yml and write /prometheus."""
+    config = mounts(base["prometheus"])["/etc/prometheus"]
+    assert (config["type"], config["source"], config["read_only"]) == ("bind", str(REPO / "prometheus"), True)
+    assert mounts(base["prometheus"])["/prometheus"]["type"] == "volume"
+    assert base["prometheus"]["command"] is None  # the image's own arguments
+
+
+def test_prometheus_scrapes_the_api_and_loads_the_alert_rules() -> None:
+    """One target, the API: its /metrics adds up every worker (PROMETHEUS_MULTIPROC_DIR). The rules file is
+    named relative to the config, so the host's promtool and the container read the same alerts.yml."""
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["penguins-api"]["metrics_path"] == "/metrics"
+    assert jobs["penguins-api"]["static_configs"] == [{"targets": ["api:8000"]}]
+    assert config["rule_files"] == ["alerts.yml"]
+    assert (REPO / "prometheus" / "alerts.yml").is_file()
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(REPO / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 1 rule files found" in checked.stdout
+
+
+def test_the_api_runs_within_cpu_and_memory_limits_from_the_environment(tmp_path: Path) -> None:
+    base = resolved("docker-compose.yml", tmp_path=tmp_path)["services"]
+    assert base["api"]["deploy"]["resources"]["limits"] == {"cpus": 1, "memory": str(256 * 2**20)}
+    env = {"API_CPUS": "0.5", "API_MEMORY": "128m"}
+    limited = resolved("docker-compose.yml", env=env, tmp_path=tmp_path)["services"]
+    assert limited["api"]["deploy"]["resources"]["limits"] == {"cpus": 0.5, "memory": str(128 * 2**20)}

@@ -35,6 +35,7 @@ import mlflow
 import pandas as pd
 import psutil
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 from compose_stack import (
     CELERY,
@@ -42,13 +43,17 @@ from compose_stack import (
     ONE_SHOT,
     ComposeStack,
     StackError,
+    cgroup_figures,
     engine_problem,
+    inspect,
+    memory_usage,
     running,
     served_version,
     wait_for,
 )
 from free_port import free_port
 from live_labels import live_accuracy, serve_and_label
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.schemas import EXAMPLE_PENGUIN
 from penguins_contract import MANIFEST_FILE, SERVING_FILE, sha256_bytes
@@ -73,6 +78,8 @@ MONITORED = 60
 # (LIVE_TEST_FRACTION) are train_pipeline's live test set, at least MIN_LIVE_LABELLED (30, the default).
 COLONY = 100
 MIN_LIVE_ACCURACY = 0.9  # the default
+# The course's memory limit for the API (issue 22), MiB: the whole scenario runs under it.
+API_MEMORY_MIB = 128
 # Short retries so the mysql fault fails its run in seconds rather than minutes; the object store's keys and
 # bucket as a user's .env would set them.
 SETTINGS = {
@@ -82,6 +89,7 @@ SETTINGS = {
     "S3_ACCESS_KEY": "compose-test",
     "S3_SECRET_KEY": secrets.token_urlsafe(24),
     "S3_BUCKET": "tracking",
+    "API_MEMORY": f"{API_MEMORY_MIB}m",
 }
 # What the host logs through the MLflow server, under names of its own (training registers `penguins`).
 CHECK_MODEL = "compose-check"
@@ -237,6 +245,7 @@ def test_every_port_is_published_and_listening_on_loopback_only(
     }
     expected = {("api", stack.env["API_PORT"]), ("airflow-apiserver", stack.env["AIRFLOW_PORT"])}
     expected |= {("mlflow", stack.env["MLFLOW_PORT"]), ("s3", stack.env["S3_PORT"])}
+    expected |= {("prometheus", stack.env["PROMETHEUS_PORT"])}
     assert expected | {("mysql", stack.env["MYSQL_PORT"])} == set(published)
     assert set(published.values()) == {"127.0.0.1"}, published
     # What the engine really listens on, on this host (what `ss -ltn` lists).
@@ -573,6 +582,94 @@ def test_the_api_killed_under_load_resumes_with_the_promoted_version(stack: Comp
     assert all(status == 200 and version == promoted for _, status, version in resumed), [
         o for o in resumed if o[1] != 200 or o[2] != promoted
     ][:5]
+
+
+def prometheus(stack: ComposeStack, path: str, **params: str) -> Any:
+    """The `data` of an answer of Prometheus's HTTP API, on its published port."""
+    answer = httpx.get(f"{stack.prometheus_url}{path}", params=params, timeout=10)
+    answer.raise_for_status()
+    assert answer.json()["status"] == "success", answer.text
+    return answer.json()["data"]
+
+
+def api_counter(stack: ComposeStack, name: str, labels: dict[str, str]) -> float:
+    """A counter's total over its series with `labels` on the API's own /metrics (all workers added)."""
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_prometheus_scrapes_the_api_and_evaluates_the_alert_rules(
+    stack: ComposeStack, first_version: str
+) -> None:
+    def api_target() -> list[dict[str, Any]]:
+        targets = prometheus(stack, "/api/v1/targets")["activeTargets"]
+        return [t for t in targets if t["labels"]["job"] == "penguins-api" and t["health"] == "up"]
+
+    (target,) = wait_for("the API's target up in Prometheus", api_target, timeout=180)
+    assert target["scrapeUrl"] == "http://api:8000/metrics"
+    for _ in range(5):
+        assert stack.predict().status_code == 200
+    # The request and prediction series, queried over Prometheus's HTTP API, catch up with the API's own.
+    predict = {"route": "/predict", "method": "POST", "status": "200"}
+    for name, labels in [("penguins_predictions_total", {}), ("http_requests_total", predict)]:
+        served = api_counter(stack, name, labels)
+        assert served >= 5, (name, served)
+        query = f"sum({name}{{{','.join(f'{k}={v!r}' for k, v in labels.items())}}})"
+
+        def scraped(query: str = query, served: float = served) -> float | None:
+            result = prometheus(stack, "/api/v1/query", query=query)["result"]
+            value = float(result[0]["value"][1]) if result else 0.0
+            return value if value >= served else None
+
+        wait_for(f"{query} in Prometheus", scraped, timeout=60)
+    # The rules of prometheus/alerts.yml, group by group and alert by alert, evaluated without error.
+    written = yaml.safe_load((stack.root / "prometheus" / "alerts.yml").read_text())["groups"]
+
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = prometheus(stack, "/api/v1/rules")["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        return groups if rules and all(rule["health"] == "ok" for rule in rules) else None
+
+    loaded = wait_for("every alert rule evaluated", evaluated, timeout=120)
+    assert [(g["name"], [r["name"] for r in g["rules"]]) for g in loaded] == [
+        (g["name"], [r["alert"] for r in g["rules"]]) for g in written
+    ]
+    # A model is served: the rule that watches for none is not firing.
+    firing = {alert["labels"]["alertname"] for alert in prometheus(stack, "/api/v1/alerts")["alerts"]}
+    assert "PenguinNoModelServed" not in firing
+
+
+def test_the_api_holds_a_locust_run_within_the_course_limits(
+    stack: ComposeStack, first_version: str, tmp_path: Path, loadtest: Any
+) -> None:
+    """API_MEMORY (SETTINGS) and the default CPU limit, as the engine applies them: its own record, the
+    cgroup's files and `docker stats`; then Locust's users for 20 s, none failed, and nothing was killed."""
+    stack.wait_served(timeout=300)
+    (api,) = [c["ID"] for c in stack.containers() if c["Service"] == "api"]
+    before = inspect(api)
+    cpus = float(stack.env.get("API_CPUS", "1"))
+    assert before["HostConfig"]["Memory"] == API_MEMORY_MIB * 2**20
+    assert before["HostConfig"]["NanoCpus"] == round(cpus * 1e9)
+    cgroup = cgroup_figures(api)
+    assert int(cgroup["memory_limit"]) == API_MEMORY_MIB * 2**20, cgroup
+    assert int(cgroup["cpu_quota"]) == round(cpus * int(cgroup["cpu_period"])), cgroup
+    assert memory_usage(api)[1] == API_MEMORY_MIB
+    done = loadtest(stack.api_url, tmp_path, users=20, seconds=20, spawn_rate=5)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    summary = json.loads((tmp_path / "loadtest_summary.json").read_text())
+    assert summary["total"]["requests"] > 100 and summary["total"]["failures"] == 0, summary["total"]
+    after = inspect(api)
+    # Podman may leave OOMKilled false for a killed process (FACTS): the restarts, the start time and the
+    # cgroup's own count of kills say it too.
+    assert after["State"]["Status"] == "running" and after["State"]["OOMKilled"] is False
+    assert after["RestartCount"] == 0 and after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    kills = cgroup_figures(api)["oom_kills"]
+    assert kills in (0, None) and kills == cgroup["oom_kills"], (cgroup, kills)
 
 
 def test_celery_with_two_workers_runs_every_task_on_a_worker(stack: ComposeStack) -> None:
