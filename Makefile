@@ -38,7 +38,7 @@ test: install  ## the full test suite (what CI runs), without the slow checks of
 	$(BIN)/pytest -m "not slow and not compose" --durations=30
 
 test-compose: install  ## the compose stack for real on the engine DOCKER_HOST / the Docker CLI reaches
-	$(BIN)/pytest -m compose tests/deploy/test_compose_stack.py
+	$(BIN)/pytest -m compose tests/deploy/test_compose_stack.py tests/bench/test_loadtest_bench.py
 
 # The thorough fuzzing draws a fresh seed each run and prints it: RELIABILITY_SEED=<seed> replays that run.
 reliability: install  ## fuzzing (a fresh seed, printed), load, faults on the running system; writes bench/results/reliability.json
